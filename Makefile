@@ -1,0 +1,58 @@
+# agentpool developer commands. `.ci/run` runs `make test` on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+STAMP := $(VENV)/.installed
+SAM_STAMP := $(SAM_VENV)/.installed
+
+.PHONY: install demo run test unit integration security lint build deploy bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt agent/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# SAM CLI pins its own boto3, so it lives in a virtualenv of its own.
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/agentpool demo
+
+run: $(STAMP)
+	$(BIN)/agentpool local run
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+security: $(STAMP)
+	$(BIN)/pytest tests/security
+
+lint: $(STAMP) $(SAM_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/shared/agentpool functions agent devtools/agentpool_dev
+	$(BIN)/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
+
+build: $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 $(SAM) build
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .agentpool out

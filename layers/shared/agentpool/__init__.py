@@ -1,0 +1,1 @@
+"""Shared code for agentpool's Lambda functions and agent, deployed as a Lambda layer."""

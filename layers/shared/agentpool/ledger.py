@@ -1,0 +1,271 @@
+"""The priced ledger and per-tenant, per-tier totals in DynamoDB, written exactly once.
+
+Each rated event becomes one ledger entry keyed by (tenant_id, event_id), and every total it
+touches is updated in the same TransactWriteItems call. The ledger put is conditional on the
+entry not existing, so a duplicate delivery cancels the transaction before any total moves:
+
+    deliver e1 -> [put ledger(e1) if absent, add totals]   -> committed
+    deliver e1 -> [put ledger(e1) if absent, ...]           -> ConditionalCheckFailed on e1,
+                                                               nothing applied; e1 is dropped
+                                                               and the rest is retried
+
+Totals of one batch are summed per item before writing, so a batch of events updates each
+total item once. Tier totals are spread over `TIER_SHARDS` items per period, because every
+event of a tier would otherwise write to one item and hit DynamoDB's per-item write rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from agentpool.events import InvocationCompleted, ModelUsage, RuntimeUsage, ToolInvoked
+from agentpool.pricing.rating import RatedEvent
+
+logger = logging.getLogger(__name__)
+
+# DynamoDB accepts at most 100 actions in one TransactWriteItems call.
+MAX_TRANSACTION_ITEMS = 100
+TIER_SHARDS = 8
+MAX_ATTEMPTS = 4
+
+_serializer = TypeSerializer()
+
+
+def month_of(event: RatedEvent) -> str:
+    return event.event.event_time.strftime("%Y-%m")
+
+
+def day_of(event: RatedEvent) -> str:
+    return event.event.event_time.strftime("%Y-%m-%d")
+
+
+def tier_partition(tier: str, shard: int) -> str:
+    """Partition key of one shard of a tier's totals. Tenant ids never contain '#'."""
+    return f"tier#{tier}#{shard}"
+
+
+def tier_shard_of(event_id: str) -> int:
+    digest = hashlib.sha256(event_id.encode()).digest()
+    return digest[0] % TIER_SHARDS
+
+
+def totals_for(rated: RatedEvent) -> dict[tuple[str, str], dict[str, Decimal]]:
+    """Return the counters that `rated` adds, keyed by the (pk, sk) of each totals item."""
+    event = rated.event
+    counters: dict[str, Decimal] = {"events": Decimal(1), "cost_usd": rated.amount_usd}
+    if not rated.priced:
+        counters["unpriced_events"] = Decimal(1)
+    breakdown: tuple[str, str] | None = None
+    if isinstance(event, InvocationCompleted):
+        counters["invocations"] = Decimal(1)
+        if event.status == "failed":
+            counters["failed_invocations"] = Decimal(1)
+    elif isinstance(event, ModelUsage):
+        usage = event.usage
+        counters["model_calls"] = Decimal(event.model_calls)
+        counters["input_tokens"] = Decimal(usage.input_tokens)
+        counters["output_tokens"] = Decimal(usage.output_tokens)
+        counters["cache_read_tokens"] = Decimal(usage.cache_read_tokens)
+        counters["cache_write_tokens"] = Decimal(
+            usage.cache_write_5m_tokens + usage.cache_write_1h_tokens
+        )
+        breakdown = ("model", event.model_id)
+    elif isinstance(event, ToolInvoked):
+        counters["tool_denials" if event.decision == "denied" else "tool_calls"] = Decimal(1)
+        breakdown = ("tool", event.tool)
+    elif isinstance(event, RuntimeUsage):
+        counters["runtime_vcpu_seconds"] = event.vcpu_seconds
+        counters["runtime_memory_gb_seconds"] = event.memory_gb_seconds
+        breakdown = ("runtime", "agentcore")
+    counters = {name: value for name, value in counters.items() if value or name == "events"}
+
+    month, day = month_of(rated), day_of(rated)
+    tenant, tier_pk = event.tenant_id, tier_partition(event.tier, tier_shard_of(event.event_id))
+    keys = [
+        (tenant, f"month#{month}"),
+        (tenant, f"day#{day}"),
+        (tenant, f"month#{month}#user#{event.user_id}"),
+        (tier_pk, f"month#{month}"),
+        (tier_pk, f"day#{day}"),
+    ]
+    if breakdown:
+        kind, name = breakdown
+        keys.append((tenant, f"month#{month}#{kind}#{name}"))
+        keys.append((tier_pk, f"month#{month}#{kind}#{name}"))
+    return {key: counters for key in keys}
+
+
+def ledger_item(rated: RatedEvent) -> dict[str, Any]:
+    event = rated.event
+    item: dict[str, Any] = {
+        "tenant_id": event.tenant_id,
+        "event_id": event.event_id,
+        "event_time": event.event_time.isoformat().replace("+00:00", "Z"),
+        "month": month_of(rated),
+        "day": day_of(rated),
+        "tier": event.tier,
+        "user_id": event.user_id,
+        "request_id": event.request_id,
+        "detail_type": getattr(event, "detail_type", type(event).__name__),
+        "item": rated.item,
+        "amount_usd": rated.amount_usd,
+        "priced": rated.priced,
+        "catalog_version": rated.catalog_version,
+        "quantities": rated.quantities,
+        "unit_prices": rated.unit_prices,
+    }
+    if rated.unpriced_reason:
+        item["unpriced_reason"] = rated.unpriced_reason
+    return item
+
+
+@dataclass
+class RecordResult:
+    recorded: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class Ledger:
+    """Write rated events to the ledger and totals tables exactly once."""
+
+    def __init__(self, dynamodb_client: Any, ledger_table: str, totals_table: str) -> None:
+        self._client = dynamodb_client
+        self._ledger_table = ledger_table
+        self._totals_table = totals_table
+        self.transactions = 0
+
+    def record(self, events: Iterable[RatedEvent]) -> RecordResult:
+        """Record each distinct event once; report which were new, duplicates or failed."""
+        result = RecordResult()
+        distinct: dict[str, RatedEvent] = {}
+        for rated in events:
+            if rated.event.event_id in distinct:
+                result.duplicates.append(rated.event.event_id)
+            else:
+                distinct[rated.event.event_id] = rated
+        for chunk in _chunks(list(distinct.values())):
+            self._record_chunk(chunk, result)
+        return result
+
+    def _record_chunk(self, chunk: list[RatedEvent], result: RecordResult) -> None:
+        pending = list(chunk)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if not pending:
+                return
+            try:
+                self._transact(pending)
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code != "TransactionCanceledException":
+                    if attempt == MAX_ATTEMPTS or not _is_retryable(code):
+                        raise
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                reasons = error.response.get("CancellationReasons", [])
+                duplicates = {
+                    pending[index].event.event_id
+                    for index, reason in enumerate(reasons[: len(pending)])
+                    if reason.get("Code") == "ConditionalCheckFailed"
+                }
+                if duplicates:
+                    result.duplicates.extend(sorted(duplicates))
+                    pending = [r for r in pending if r.event.event_id not in duplicates]
+                    continue
+                logger.warning(
+                    "ledger transaction cancelled, retrying",
+                    extra={"attempt": attempt, "reasons": [r.get("Code") for r in reasons]},
+                )
+                time.sleep(0.05 * 2**attempt)
+                continue
+            result.recorded.extend(r.event.event_id for r in pending)
+            return
+        result.failed.extend(r.event.event_id for r in pending)
+
+    def _transact(self, events: Sequence[RatedEvent]) -> None:
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._ledger_table,
+                    "Item": _serialize(ledger_item(rated)),
+                    "ConditionExpression": "attribute_not_exists(event_id)",
+                }
+            }
+            for rated in events
+        ]
+        for (pk, sk), counters in _sum_totals(events).items():
+            names = {f"#c{i}": name for i, name in enumerate(sorted(counters))}
+            values = {f":c{i}": counters[name] for i, name in enumerate(sorted(counters))}
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._totals_table,
+                        "Key": _serialize({"pk": pk, "sk": sk}),
+                        "UpdateExpression": "ADD " + ", ".join(f"{n} {n.replace('#', ':')}" for n in names),
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": _serialize(values),
+                    }
+                }
+            )
+        self._client.transact_write_items(
+            TransactItems=actions,
+            # The same token within 10 minutes makes DynamoDB apply the transaction once, so a
+            # retry after a timeout whose first call had committed does not double the totals.
+            ClientRequestToken=_request_token(events),
+        )
+        self.transactions += 1
+
+
+def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in values.items()}
+
+
+def _sum_totals(events: Iterable[RatedEvent]) -> dict[tuple[str, str], dict[str, Decimal]]:
+    summed: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(dict)
+    for rated in events:
+        for key, counters in totals_for(rated).items():
+            target = summed[key]
+            for name, value in counters.items():
+                target[name] = target.get(name, Decimal(0)) + value
+    return summed
+
+
+def _chunks(events: list[RatedEvent]) -> Iterable[list[RatedEvent]]:
+    """Group events so that each group's ledger puts and total updates fit one transaction."""
+    chunk: list[RatedEvent] = []
+    keys: set[tuple[str, str]] = set()
+    for rated in events:
+        new_keys = set(totals_for(rated)) - keys
+        if chunk and len(chunk) + 1 + len(keys) + len(new_keys) > MAX_TRANSACTION_ITEMS:
+            yield chunk
+            chunk, keys = [], set()
+            new_keys = set(totals_for(rated))
+        chunk.append(rated)
+        keys |= new_keys
+    if chunk:
+        yield chunk
+
+
+def _request_token(events: Sequence[RatedEvent]) -> str:
+    digest = hashlib.sha256("|".join(r.event.event_id for r in events).encode()).hexdigest()
+    return digest[:36]
+
+
+def _is_retryable(code: str | None) -> bool:
+    return code in {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "TransactionInProgressException",
+    }

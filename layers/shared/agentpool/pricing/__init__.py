@@ -1,0 +1,1 @@
+"""Price catalog and pricing of metering events, in exact `Decimal` USD."""

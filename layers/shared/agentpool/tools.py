@@ -1,0 +1,78 @@
+"""Gateway tools: the MCP name and input schema of each tool the tiers grant.
+
+AgentCore Gateway names a target's tool `<target name>___<tool name>` in `tools/list` and
+`tools/call`. The tenant and user fields are filled in by the agent from the verified request,
+never by the model, so the schema shown to the model omits them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agentpool.tiers import Tool
+
+GATEWAY_TOOL_SEPARATOR = "___"
+
+
+class GatewayTool(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tool: Tool
+    target_name: str
+    tool_name: str
+    function_logical_id: str
+    description: str
+    model_input_schema: dict[str, Any]
+
+    @property
+    def mcp_name(self) -> str:
+        return f"{self.target_name}{GATEWAY_TOOL_SEPARATOR}{self.tool_name}"
+
+    @property
+    def gateway_input_schema(self) -> dict[str, Any]:
+        """The schema that the Gateway target declares: the model's fields plus identity."""
+        schema = dict(self.model_input_schema)
+        properties = dict(schema.get("properties", {}))
+        properties["tenant_id"] = {"type": "string", "description": "Calling tenant."}
+        properties["user_id"] = {"type": "string", "description": "Calling user."}
+        schema["properties"] = properties
+        schema["required"] = [*schema.get("required", []), "tenant_id", "user_id"]
+        return schema
+
+
+_QUERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "description": "What to search for."},
+        "max_results": {"type": "integer", "minimum": 1, "maximum": 10},
+    },
+    "required": ["query"],
+}
+
+GATEWAY_TOOLS: dict[Tool, GatewayTool] = {
+    Tool.DOCUMENT_SEARCH: GatewayTool(
+        tool=Tool.DOCUMENT_SEARCH,
+        target_name="document-search",
+        tool_name="search_documents",
+        function_logical_id="DocumentSearchFunction",
+        description="Search the clinic's or hospital's own documents.",
+        model_input_schema=_QUERY_SCHEMA,
+    ),
+    Tool.WEB_SEARCH: GatewayTool(
+        tool=Tool.WEB_SEARCH,
+        target_name="web-search",
+        tool_name="search_web",
+        function_logical_id="WebSearchFunction",
+        description="Search the public web.",
+        model_input_schema=_QUERY_SCHEMA,
+    ),
+}
+
+
+def tool_for_mcp_name(mcp_name: str) -> GatewayTool | None:
+    for gateway_tool in GATEWAY_TOOLS.values():
+        if gateway_tool.mcp_name == mcp_name:
+            return gateway_tool
+    return None
