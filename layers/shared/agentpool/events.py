@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -29,6 +30,20 @@ from agentpool.usage import TokenUsage
 EVENT_SOURCE = "agentpool"
 # Namespace for uuid5 event ids; fixed forever, because changing it would change every id.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d8a52-2c1e-4b8e-9a57-1f3e0b5c7d21")
+
+
+def _reject_float(value: Any) -> Any:
+    # A float has already lost the exact value, so it may not become a Decimal quantity.
+    if isinstance(value, float):
+        raise ValueError(f"quantity {value!r} must be a string or an integer, not a float")
+    return value
+
+
+# A usage quantity such as vCPU-seconds. Six decimals and at most 12 integer digits keep
+# every amount and total within the 38 significant digits that a DynamoDB number can hold.
+Quantity = Annotated[
+    Decimal, BeforeValidator(_reject_float), Field(ge=0, max_digits=18, decimal_places=6)
+]
 
 
 def stable_event_id(request_id: str, kind: str, index: int = 0) -> str:
@@ -65,7 +80,7 @@ class ModelUsage(MeteringEvent):
     detail_type: Literal["Model Usage"] = "Model Usage"
     model_id: str = Field(min_length=1, max_length=128)
     usage: TokenUsage
-    model_calls: NonNegativeInt = 1
+    model_calls: NonNegativeInt = Field(default=1, le=1_000_000)
 
 
 class ToolInvoked(MeteringEvent):
@@ -79,8 +94,8 @@ class RuntimeUsage(MeteringEvent):
 
     detail_type: Literal["Runtime Usage"] = "Runtime Usage"
     runtime_session_id: str = Field(min_length=33, max_length=256)
-    vcpu_seconds: Decimal = Field(ge=0)
-    memory_gb_seconds: Decimal = Field(ge=0)
+    vcpu_seconds: Quantity
+    memory_gb_seconds: Quantity
 
 
 AnyEvent = Annotated[
@@ -120,9 +135,10 @@ def parse_envelope(body: str) -> MeteringEvent:
     """Parse an EventBridge envelope, as delivered in an SQS message body, into its event.
 
     Raises ValueError (or pydantic.ValidationError, a subclass) when the body is not a
-    metering event.
+    metering event. JSON numbers with a fraction are read as `Decimal`, never as float, and
+    the non-standard constants NaN and Infinity are rejected.
     """
-    envelope = json.loads(body)
+    envelope = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     if not isinstance(envelope, dict) or envelope.get("source") != EVENT_SOURCE:
         raise ValueError("message is not an agentpool EventBridge event")
     detail = envelope.get("detail")
@@ -131,6 +147,10 @@ def parse_envelope(body: str) -> MeteringEvent:
     if detail.get("detail_type") != envelope.get("detail-type"):
         raise ValueError("detail-type of the envelope does not match the event's detail_type")
     return parse_event(detail)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON number {name}")
 
 
 def export_json_schemas() -> dict[str, Any]:

@@ -102,7 +102,8 @@ def totals_for(rated: RatedEvent) -> dict[tuple[str, str], dict[str, Decimal]]:
         kind, name = breakdown
         keys.append((tenant, f"month#{month}#{kind}#{name}"))
         keys.append((tier_pk, f"month#{month}#{kind}#{name}"))
-    return {key: counters for key in keys}
+    # Each key gets its own dict, so a caller that changes one total cannot change another.
+    return {key: dict(counters) for key in keys}
 
 
 def ledger_item(rated: RatedEvent) -> dict[str, Any]:
@@ -131,6 +132,8 @@ def ledger_item(rated: RatedEvent) -> dict[str, Any]:
 
 @dataclass
 class RecordResult:
+    """Event ids of one `Ledger.record` call: newly recorded, already recorded, or failed."""
+
     recorded: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -146,7 +149,12 @@ class Ledger:
         self.transactions = 0
 
     def record(self, events: Iterable[RatedEvent]) -> RecordResult:
-        """Record each distinct event once; report which were new, duplicates or failed."""
+        """Record each distinct event once; report which were new, duplicates or failed.
+
+        An event is `failed` when its transaction was still throttled or in conflict after
+        `MAX_ATTEMPTS`, or when DynamoDB rejected its own ledger entry. Other errors (a missing
+        table, denied access) are raised, because they fail every event alike.
+        """
         result = RecordResult()
         distinct: dict[str, RatedEvent] = {}
         for rated in events:
@@ -160,37 +168,59 @@ class Ledger:
 
     def _record_chunk(self, chunk: list[RatedEvent], result: RecordResult) -> None:
         pending = list(chunk)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if not pending:
-                return
+        failed_attempts = 0
+        while pending:
             try:
                 self._transact(pending)
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code")
-                if code != "TransactionCanceledException":
-                    if attempt == MAX_ATTEMPTS or not _is_retryable(code):
-                        raise
-                    time.sleep(0.05 * 2**attempt)
-                    continue
-                reasons = error.response.get("CancellationReasons", [])
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
                 duplicates = {
                     pending[index].event.event_id
                     for index, reason in enumerate(reasons[: len(pending)])
-                    if reason.get("Code") == "ConditionalCheckFailed"
+                    if reason == "ConditionalCheckFailed"
                 }
                 if duplicates:
+                    # Dropping duplicates shrinks `pending`, so it needs no attempt of its own.
                     result.duplicates.extend(sorted(duplicates))
                     pending = [r for r in pending if r.event.event_id not in duplicates]
                     continue
+                if code in _ITEM_ERROR_CODES or "ValidationError" in reasons:
+                    self._split_and_record(pending, result, code)
+                    return
+                if code != "TransactionCanceledException" and not _is_retryable(code):
+                    raise
+                failed_attempts += 1
+                if failed_attempts == MAX_ATTEMPTS:
+                    break
                 logger.warning(
-                    "ledger transaction cancelled, retrying",
-                    extra={"attempt": attempt, "reasons": [r.get("Code") for r in reasons]},
+                    "ledger transaction failed, retrying",
+                    extra={"attempt": failed_attempts, "error_code": code, "reasons": reasons},
                 )
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(0.05 * 2**failed_attempts)
                 continue
             result.recorded.extend(r.event.event_id for r in pending)
             return
         result.failed.extend(r.event.event_id for r in pending)
+
+    def _split_and_record(
+        self, events: list[RatedEvent], result: RecordResult, code: str | None
+    ) -> None:
+        """Record halves of a transaction that DynamoDB rejected for one of its items.
+
+        Halving isolates the rejected event in about log2(len(events)) more calls, so one bad
+        event fails alone instead of taking its whole batch to the dead-letter queue.
+        """
+        if len(events) == 1:
+            logger.warning(
+                "ledger entry rejected",
+                extra={"event_id": events[0].event.event_id, "error_code": code},
+            )
+            result.failed.append(events[0].event.event_id)
+            return
+        middle = len(events) // 2
+        self._record_chunk(events[:middle], result)
+        self._record_chunk(events[middle:], result)
 
     def _transact(self, events: Sequence[RatedEvent]) -> None:
         actions: list[dict[str, Any]] = [
@@ -211,7 +241,7 @@ class Ledger:
                     "Update": {
                         "TableName": self._totals_table,
                         "Key": _serialize({"pk": pk, "sk": sk}),
-                        "UpdateExpression": "ADD " + ", ".join(f"{n} {n.replace('#', ':')}" for n in names),
+                        "UpdateExpression": _add_expression(names),
                         "ExpressionAttributeNames": names,
                         "ExpressionAttributeValues": _serialize(values),
                     }
@@ -224,6 +254,10 @@ class Ledger:
             ClientRequestToken=_request_token(events),
         )
         self.transactions += 1
+
+
+def _add_expression(names: dict[str, str]) -> str:
+    return "ADD " + ", ".join(f"{name} {name.replace('#', ':')}" for name in names)
 
 
 def _serialize(values: dict[str, Any]) -> dict[str, Any]:
@@ -259,6 +293,11 @@ def _chunks(events: list[RatedEvent]) -> Iterable[list[RatedEvent]]:
 def _request_token(events: Sequence[RatedEvent]) -> str:
     digest = hashlib.sha256("|".join(r.event.event_id for r in events).encode()).hexdigest()
     return digest[:36]
+
+
+# Errors caused by the content of one item rather than by the table or by load. Retrying the
+# same transaction would fail the same way, so the ledger splits it to find the item.
+_ITEM_ERROR_CODES = frozenset({"ValidationException", "IdempotentParameterMismatchException"})
 
 
 def _is_retryable(code: str | None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
@@ -37,8 +37,12 @@ class UnpricedError(LookupError):
 def _decimal_from_string(value: Any) -> Decimal:
     # Prices must be written as strings: a JSON number would pass through float first.
     if not isinstance(value, str):
-        raise ValueError(f"price {value!r} must be a string such as \"0.15\", not a number")
-    return Decimal(value)
+        raise ValueError(f'price {value!r} must be a string such as "0.15", not a number')
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        # pydantic reports only ValueError and AssertionError as validation errors.
+        raise ValueError(f"price {value!r} is not a decimal number") from None
 
 
 Price = Annotated[Decimal, BeforeValidator(_decimal_from_string), Field(ge=0)]

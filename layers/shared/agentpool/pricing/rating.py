@@ -102,9 +102,7 @@ def _rate_model_usage(event: ModelUsage, catalog: PriceCatalog) -> RatedEvent:
         price = catalog.model_price(event.model_id, event.event_time)
         amount, unit_prices = token_cost(event.usage, price.usd_per_million)
     except UnpricedError as error:
-        return RatedEvent(
-            event, event.model_id, ZERO, catalog.version, quantities, {}, str(error)
-        )
+        return RatedEvent(event, event.model_id, ZERO, catalog.version, quantities, {}, str(error))
     return RatedEvent(event, event.model_id, amount, catalog.version, quantities, unit_prices)
 
 
