@@ -3,7 +3,7 @@
 It serves `POST /model/{modelId}/converse` in Converse's rest-json wire format (botocore
 service model bedrock-runtime 2023-09-30), so an unchanged
 `boto3.client("bedrock-runtime", endpoint_url=url).converse(...)` works against it. No model
-runs: the answers are deterministic and say that they come from a stand-in.
+runs: the responses are deterministic and state that they come from a stand-in.
 
 - With `toolConfig` and no `toolResult` in the conversation yet, it returns
   `stopReason: "tool_use"` with one `toolUse` per offered tool, input
@@ -65,7 +65,7 @@ FAULT_ERRORS: dict[int, str] = {
 
 
 class _TekkenCounter:
-    """Tekken tokenizer, loaded once on first use (loading takes about a second)."""
+    """Tekken tokenizer, loaded once on first use because loading the vocabulary is slow."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -109,10 +109,10 @@ def _tool_result_text(block: dict[str, Any]) -> str:
 def request_text(body: dict[str, Any]) -> str:
     """Serialise the parts of a Converse request that count as input tokens.
 
-    The parts are joined by newlines in request order: each `system` text, then for each
-    message each content block: a `text` as is, a `toolUse` input and a `toolResult`'s `json`
-    content as compact JSON with sorted keys, a `toolResult`'s `text` content as is. Tool
-    definitions in `toolConfig` are not counted.
+    The parts are joined by newlines in request order. First come the `system` texts. Then,
+    for each message, each content block adds one part. A `text` block and a `toolResult`'s
+    `text` content are used as is. A `toolUse` input and a `toolResult`'s `json` content are
+    written as compact JSON with sorted keys. Tool definitions in `toolConfig` are not counted.
     """
     parts = [block["text"] for block in body.get("system", []) if "text" in block]
     for message in body.get("messages", []):
@@ -127,9 +127,9 @@ def request_text(body: dict[str, Any]) -> str:
 
 
 def output_text(content: list[dict[str, Any]]) -> str:
-    """Serialise an answer's content blocks for counting output tokens.
+    """Serialise a response's content blocks for counting output tokens.
 
-    A text answer counts its text. A tool-use answer counts the compact JSON (sorted keys) of
+    A text response counts its text. A tool-use response counts the compact JSON (sorted keys) of
     the list of `{"name", "input"}` of its toolUse blocks.
     """
     texts = [block["text"] for block in content if "text" in block]
@@ -230,7 +230,7 @@ class BedrockStandIn(StandInServer):
         """
         if status not in FAULT_ERRORS:
             raise ValueError(
-                f"unsupported fault status {status}; use one of {sorted(FAULT_ERRORS)}"
+                f"unsupported fault status {status}: use one of {sorted(FAULT_ERRORS)}"
             )
         if count < 1:
             raise ValueError(f"fault count must be at least 1, got {count}")
@@ -295,7 +295,7 @@ class BedrockStandIn(StandInServer):
         with self._lock:
             self.calls[model_id] += 1
             self.records.append(ConverseRecord(model_id, stop_reason, dict(usage)))
-        logger.info("converse stand-in answered model_id=%s stop_reason=%s", model_id, stop_reason)
+        logger.info("converse stand-in returned model_id=%s stop_reason=%s", model_id, stop_reason)
         return json_response(
             200,
             {

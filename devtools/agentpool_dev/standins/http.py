@@ -22,7 +22,7 @@ BIND_HOST = "127.0.0.1"
 
 @dataclass(frozen=True)
 class HttpRequest:
-    """One request as the stand-in sees it; `path` is still percent-encoded."""
+    """One parsed HTTP request. `path` is still percent-encoded."""
 
     method: str
     path: str
@@ -34,7 +34,7 @@ class HttpRequest:
         return self.headers.get(name.lower())
 
     def json(self) -> Any:
-        """Parse the body as JSON; raise ValueError when it is not valid JSON."""
+        """Parse the body as JSON, raising ValueError when it is not valid JSON."""
         return json.loads(self.body or b"null")
 
 
@@ -132,7 +132,7 @@ class StandInServer:
         raise NotImplementedError
 
     def start(self) -> None:
-        """Bind the port and serve in a daemon thread; return once the socket is listening."""
+        """Bind the port and serve in a daemon thread. Return once the socket is listening."""
         if self._server is not None:
             raise RuntimeError(f"{self.name} is already running at {self.url}")
         self._server = _Server(self._requested_port, self)
@@ -156,7 +156,7 @@ class StandInServer:
     @property
     def port(self) -> int:
         if self._server is None:
-            raise RuntimeError(f"{self.name} is not running; call start() first")
+            raise RuntimeError(f"{self.name} is not running: call start() first")
         return int(self._server.server_address[1])
 
     @property
