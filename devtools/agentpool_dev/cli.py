@@ -1,0 +1,247 @@
+"""`agentpool`: the operator CLI.
+
+With no --stack it works against the running local stack (`make run`). With --stack NAME it
+works against a deployed stack through its CloudFormation outputs and your AWS credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from agentpool.registry import TenantExistsError
+from agentpool.tiers import TIERS
+from rich.console import Console
+from rich.table import Table
+
+from agentpool_dev import demo, operations
+from agentpool_dev.local_stack import STATE_FILE, LocalStack, StackState
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _month(value: str | None) -> str:
+    if value is None:
+        return datetime.now(UTC).strftime("%Y-%m")
+    try:
+        datetime.strptime(value, "%Y-%m")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"invalid month {value!r}; use YYYY-MM") from error
+    return value
+
+
+def _target(args: argparse.Namespace) -> operations.Target:
+    if args.stack:
+        return operations.deployed_target(args.stack, args.region)
+    return operations.local_target()
+
+
+def cmd_local_run(args: argparse.Namespace) -> int:
+    stack = LocalStack()
+    with console.status("Starting the local stack (moto, stand-ins, agent, functions)..."):
+        state = stack.start()
+    console.print(f"[bold green]Local stack running.[/] API: {state.api_url}")
+    console.print(
+        f"Stand-ins serve Bedrock, AgentCore Runtime and AgentCore Gateway; logs in {state.logs}."
+    )
+    console.print(
+        "Next, in another terminal:\n"
+        "  agentpool tenants create --id my-clinic --name 'My Clinic' --tier basic\n"
+        "  agentpool users create --tenant my-clinic --email me@example.com\n"
+        "  TOKEN=$(agentpool token --email me@example.com --password '<printed password>')\n"
+        f'  curl -X POST {state.api_url}/invocations -H "Authorization: $TOKEN" '
+        '-d \'{"prompt": "hello"}\'\n'
+        "Press Ctrl-C to stop."
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with console.status("Stopping the local stack..."):
+            stack.stop()
+    console.print("Local stack stopped.")
+    return 0
+
+
+def cmd_local_env(args: argparse.Namespace) -> int:
+    if not STATE_FILE.exists():
+        raise operations.OperatorError("The local stack is not running; start it with `make run`.")
+    state = StackState.load()
+    exports = {
+        "AGENTPOOL_API_URL": state.api_url,
+        "AWS_ENDPOINT_URL": state.moto_url,
+        "AWS_REGION": state.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AGENTPOOL_USER_POOL_ID": state.user_pool_id,
+        "AGENTPOOL_USER_POOL_CLIENT_ID": state.user_pool_client_id,
+        **{f"AGENTPOOL_{_snake(name).upper()}": value for name, value in state.resources.items()},
+    }
+    for name, value in exports.items():
+        print(f"export {name}={shlex.quote(str(value))}")
+    return 0
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name)).lower()
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    tenant = operations.create_tenant(_target(args), args.id, args.name, args.tier)
+    console.print(f"Created tenant {tenant.tenant_id} ({tenant.tier}).")
+    return 0
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> int:
+    table = Table("tenant", "name", "tier", "status")
+    for tenant in operations.list_tenants(_target(args)):
+        table.add_row(tenant.tenant_id, tenant.name, tenant.tier, tenant.status)
+    console.print(table)
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    password = args.password or operations.generate_password()
+    sub = operations.create_user(_target(args), args.tenant, args.email, password, args.admin)
+    console.print(f"Created user {args.email} ({sub}) in tenant {args.tenant}.")
+    if not args.password:
+        console.print(f"Password (shown once): {password}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    print(operations.id_token(_target(args), args.email, args.password))
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    target = _target(args)
+    token = args.token or operations.id_token(target, args.email, args.password)
+    status, body = operations.invoke(target, token, args.prompt, args.session)
+    print(json.dumps(body, indent=2))
+    return 0 if status == 200 else 1
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    month = _month(args.month)
+    usage = operations.tenant_month(_target(args), args.tenant, month)
+    if args.json:
+        print(json.dumps(usage, indent=2, default=str))
+        return 0
+    console.print(usage_table(f"{args.tenant} {month}", usage))
+    return 0
+
+
+def usage_table(title: str, usage: dict[str, Any]) -> Table:
+    table = Table("scope", "invocations", "input tokens", "output tokens", "tools", "cost (USD)")
+    table.title = title
+    total = usage["total"]
+    table.add_row("total", *_row(total))
+    for kind in ("model", "user", "tool"):
+        for name, counters in sorted(usage[kind].items()):
+            table.add_row(f"{kind} {name}", *_row(counters))
+    return table
+
+
+def _row(counters: dict[str, Decimal]) -> list[str]:
+    return [
+        str(counters["invocations"]),
+        str(counters["input_tokens"]),
+        str(counters["output_tokens"]),
+        str(counters["tool_calls"]),
+        f"{counters['cost_usd']:f}",
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentpool", description=__doc__)
+    parser.add_argument("--stack", help="deployed CloudFormation stack name (default: local)")
+    parser.add_argument("--region", help="AWS region of the deployed stack")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="the local stack").add_subparsers(
+        dest="local_command", required=True
+    )
+    local.add_parser("run", help="serve the local stack until Ctrl-C").set_defaults(
+        func=cmd_local_run
+    )
+    local.add_parser("env", help="print the local stack's endpoints as exports").set_defaults(
+        func=cmd_local_env
+    )
+
+    demo_parser = commands.add_parser("demo", help="run the demo on a fresh local stack")
+    demo_parser.set_defaults(func=demo.run_demo_command)
+
+    tenants = commands.add_parser("tenants", help="tenant registry").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    create = tenants.add_parser("create", help="register a tenant")
+    create.add_argument("--id", required=True, help="tenant id: 3-40 of a-z, 0-9 and '-'")
+    create.add_argument("--name", required=True, help="display name")
+    create.add_argument("--tier", required=True, choices=sorted(TIERS))
+    create.set_defaults(func=cmd_tenants_create)
+    tenants.add_parser("list", help="list tenants").set_defaults(func=cmd_tenants_list)
+
+    users = commands.add_parser("users", help="tenant users").add_subparsers(
+        dest="users_command", required=True
+    )
+    user_create = users.add_parser("create", help="create a user of a tenant")
+    user_create.add_argument("--tenant", required=True)
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--password", help="permanent password (default: generated)")
+    user_create.add_argument("--admin", action="store_true", help="make a tenant admin")
+    user_create.set_defaults(func=cmd_users_create)
+
+    token = commands.add_parser("token", help="print an ID token for a user")
+    token.add_argument("--email", required=True)
+    token.add_argument("--password", required=True)
+    token.set_defaults(func=cmd_token)
+
+    invoke = commands.add_parser("invoke", help="send a prompt to the agent")
+    invoke.add_argument("prompt")
+    invoke.add_argument("--email")
+    invoke.add_argument("--password")
+    invoke.add_argument("--token", help="ID token (default: sign in with --email/--password)")
+    invoke.add_argument("--session", help="session id returned by an earlier call")
+    invoke.set_defaults(func=cmd_invoke)
+
+    usage = commands.add_parser("usage", help="a tenant's usage and cost for a month")
+    usage.add_argument("--tenant", required=True)
+    usage.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
+    usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    usage.set_defaults(func=cmd_usage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if args.command == "invoke" and not args.token and not (args.email and args.password):
+        errors.print("invoke needs --token, or --email and --password.")
+        return 2
+    try:
+        result: int = args.func(args)
+        return result
+    except (operations.OperatorError, TenantExistsError) as error:
+        errors.print(f"[red]error:[/] {error}")
+        return 1
+    except argparse.ArgumentTypeError as error:
+        errors.print(f"[red]error:[/] {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The local stack: the whole product on 127.0.0.1, with no AWS account.
+
+- moto's server (its own process) serves Cognito, STS, IAM, DynamoDB, EventBridge, SQS, S3
+  and CloudWatch, with the resources of template.yaml;
+- the local API serves the template's routes and checks ID tokens like the Cognito authorizer;
+- each Lambda function runs in its own worker processes with its template environment;
+- the agent app runs as its own process, as on AgentCore Runtime;
+- stand-ins serve Bedrock Converse, the AgentCore data plane and the AgentCore Gateway;
+- an SQS poller delivers the metering queue to the aggregator, as Lambda's event source
+  mapping does.
+
+Handler and agent code is the code that runs in AWS; only endpoints and settings differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from agentpool_dev.jwt_verifier import CognitoJwtVerifier
+from agentpool_dev.lambda_runner import FunctionSpec, LambdaRunner, base_environment
+from agentpool_dev.local_api import LocalApi
+from agentpool_dev.provision import ACCOUNT_ID, REGION, LocalResources, Provisioner
+from agentpool_dev.sqs_poller import SqsPoller
+from agentpool_dev.standins.agentcore import AgentCoreStandIn
+from agentpool_dev.standins.bedrock import BedrockStandIn
+from agentpool_dev.standins.gateway import GatewayStandIn
+from agentpool_dev.template import REPO_ROOT, Template
+
+logger = logging.getLogger(__name__)
+
+STACK_NAME = "agentpool-local"
+STATE_DIR = REPO_ROOT / ".agentpool"
+STATE_FILE = STATE_DIR / "local-stack.json"
+LOG_DIR = REPO_ROOT / "out" / "local" / "logs"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The stand-in runtime's ARN; InvokeAgentRuntime only needs it to be well-formed.
+STANDIN_RUNTIME_ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT_ID}:runtime/agentpool_standin"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Ports:
+    api: int = 3000
+    agent: int = 8080
+    moto: int = 5100
+    bedrock: int = 5101
+    agentcore: int = 5102
+    gateway: int = 5103
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        defaults = cls()
+        return cls(
+            **{
+                name: int(os.environ.get(f"AGENTPOOL_{name.upper()}_PORT", value))
+                for name, value in asdict(defaults).items()
+            }
+        )
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Free ports for every server, for tests that must not clash with `make run`."""
+        return cls(**{name: free_port() for name in asdict(cls())})
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What clients need to reach a running local stack; written to STATE_FILE."""
+
+    api_url: str
+    moto_url: str
+    region: str
+    user_pool_id: str
+    user_pool_client_id: str
+    issuer: str
+    resources: dict[str, str]
+    logs: str
+
+    def save(self, path: Path = STATE_FILE) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path = STATE_FILE) -> StackState:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _wait_for_http(
+    url: str, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - 127.0.0.1 only
+                return
+        except urllib.error.HTTPError:
+            return  # it answers, even if with an error status
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+class LocalStack:
+    def __init__(
+        self,
+        ports: Ports | None = None,
+        log_dir: Path = LOG_DIR,
+        state_file: Path | None = STATE_FILE,
+        max_concurrency: int = 4,
+    ) -> None:
+        self.ports = ports or Ports.from_env()
+        self.log_dir = log_dir
+        self.state_file = state_file
+        self.max_concurrency = max_concurrency
+        self.template = Template()
+        self.moto_url = f"http://127.0.0.1:{self.ports.moto}"
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._stoppers: list[Any] = []
+        self.runner = LambdaRunner()
+        self.resources: LocalResources | None = None
+        self.state: StackState | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> StackState:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_moto()
+            self.resources = Provisioner(
+                self.template, self.aws_session(), self.moto_url
+            ).provision(
+                STACK_NAME,
+                {"Environment": "dev", "AgentRuntimeArn": STANDIN_RUNTIME_ARN, "LogLevel": "INFO"},
+            )
+            verifier = self._verifier()
+            self._start_standins(verifier)
+            self._start_agent()
+            self._start_functions()
+            self._start_api(verifier)
+            self._start_pollers()
+        except BaseException:
+            self.stop()
+            raise
+        self.state = self._state()
+        if self.state_file is not None:
+            self.state.save(self.state_file)
+        return self.state
+
+    def stop(self) -> None:
+        for stopper in reversed(self._stoppers):
+            try:
+                stopper()
+            except Exception:
+                logger.exception("stopping a local stack component failed")
+        self._stoppers.clear()
+        self.runner.stop()
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        self._processes.clear()
+        if self.state_file is not None and self.state_file.exists():
+            self.state_file.unlink()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------- helpers
+    def aws_session(self) -> boto3.session.Session:
+        """A boto3 session with the local stack's platform credentials (not tenant-scoped)."""
+        return boto3.session.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
+        )
+
+    def client(self, service: str) -> Any:
+        return self.aws_session().client(service, endpoint_url=self.moto_url)
+
+    def name(self, logical_id: str) -> str:
+        assert self.resources is not None, "the local stack is not started"  # noqa: S101
+        return self.resources.refs[logical_id]
+
+    def _log(self, name: str) -> Any:
+        return (self.log_dir / f"{name}.log").open("ab")
+
+    def _aws_environment(self) -> dict[str, str]:
+        """Environment that points every AWS SDK call of a process at the local stack."""
+        return {
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://127.0.0.1:{self.ports.bedrock}",
+            "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE": f"http://127.0.0.1:{self.ports.agentcore}",
+            # No config or credential files of the developer's may leak in.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    # ----------------------------------------------------------------- components
+    def _start_moto(self) -> None:
+        log = self._log("moto")
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.ports.moto)],
+            stdout=log,
+            stderr=log,
+            env={**base_environment(), **LOCAL_CREDENTIALS},
+        )
+        self._processes.append(process)
+        _wait_for_http(f"{self.moto_url}/moto-api/", 30, process)
+
+    def _verifier(self) -> CognitoJwtVerifier:
+        pool_id = self.name("UserPool")
+        return CognitoJwtVerifier(
+            issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{pool_id}",
+            jwks_url=f"{self.moto_url}/{pool_id}/.well-known/jwks.json",
+            audience=self.name("UserPoolClient"),
+        )
+
+    def _tenant_tier(self, tenant_id: str) -> str | None:
+        table = self.aws_session().resource("dynamodb", endpoint_url=self.moto_url)
+        item = (
+            table.Table(self.name("TenantsTable"))
+            .get_item(Key={"tenant_id": tenant_id}, ConsistentRead=True)
+            .get("Item")
+        )
+        if not item or item.get("status") != "active":
+            return None
+        return str(item["tier"])
+
+    def _start_standins(self, verifier: CognitoJwtVerifier) -> None:
+        bedrock = BedrockStandIn(port=self.ports.bedrock)
+        bedrock.start()
+        self._stoppers.append(bedrock.stop)
+        self.bedrock = bedrock
+
+        agentcore = AgentCoreStandIn(
+            agent_url=f"http://127.0.0.1:{self.ports.agent}", port=self.ports.agentcore
+        )
+        agentcore.start()
+        self._stoppers.append(agentcore.stop)
+        self.agentcore = agentcore
+
+        gateway = GatewayStandIn(
+            verifier=verifier,
+            invoke_function=self.runner.invoke,
+            tenant_tier_lookup=self._tenant_tier,
+            port=self.ports.gateway,
+        )
+        gateway.start()
+        self._stoppers.append(gateway.stop)
+        self.gateway = gateway
+
+    def _start_agent(self) -> None:
+        env = {
+            **base_environment(),
+            **self._aws_environment(),
+            "PORT": str(self.ports.agent),
+            "AGENT_PORT": str(self.ports.agent),
+            "GATEWAY_URL": f"{self.gateway.url}/mcp",
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "layers" / "shared"), str(REPO_ROOT)]),
+        }
+        log = self._log("agent")
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [sys.executable, str(REPO_ROOT / "agent" / "app.py")],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=REPO_ROOT / "agent",
+        )
+        self._processes.append(process)
+        _wait_for_http(f"http://127.0.0.1:{self.ports.agent}/ping", 60, process)
+
+    def _start_functions(self) -> None:
+        assert self.resources is not None  # noqa: S101
+        for logical_id in self.template.functions():
+            variables = self.resources.resolve(self.template.function_environment(logical_id))
+            code_uri = self.template.function_setting(logical_id, "CodeUri")
+            handler = self.template.function_setting(logical_id, "Handler")
+            environment = {
+                **base_environment(),
+                **self._aws_environment(),
+                **{key: str(value) for key, value in variables.items()},
+                "AWS_LAMBDA_FUNCTION_NAME": self.name(logical_id),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(
+                    self.template.function_setting(logical_id, "MemorySize")
+                ),
+                "PYTHONPATH": str(REPO_ROOT / "layers" / "shared"),
+                # No X-Ray daemon runs locally.
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+            self.runner.add(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    code_dir=(REPO_ROOT / code_uri).resolve(),
+                    handler=handler,
+                    environment=environment,
+                    timeout_seconds=int(self.template.function_setting(logical_id, "Timeout")),
+                    log_path=self.log_dir / f"{logical_id}.log",
+                ),
+                max_concurrency=self.max_concurrency,
+            )
+
+    def _start_api(self, verifier: CognitoJwtVerifier) -> None:
+        apis = self.template.of_type("AWS::Serverless::Api")
+        api_props = next(iter(apis.values()))["Properties"]
+        gateway_responses = {
+            kind: spec["ResponseTemplates"]["application/json"]
+            for kind, spec in (api_props.get("GatewayResponses") or {}).items()
+            if "application/json" in spec.get("ResponseTemplates", {})
+        }
+        api = LocalApi(
+            routes=self.template.api_routes(),
+            verifier=verifier,
+            invoke=self.runner.invoke,
+            stage=api_props["StageName"],
+            gateway_responses=gateway_responses,
+            port=self.ports.api,
+        )
+        api.start()
+        self._stoppers.append(api.stop)
+        self.api = api
+
+    def _start_pollers(self) -> None:
+        assert self.resources is not None  # noqa: S101
+        self.pollers: list[SqsPoller] = []
+        for logical_id, props in self.template.sqs_event_sources():
+            queue_logical_id = props["Queue"]["Fn::GetAtt"][0]
+            poller = SqsPoller(
+                sqs=self.client("sqs"),
+                queue_url=self.resources.refs[queue_logical_id],
+                queue_arn=self.resources.attributes[(queue_logical_id, "Arn")],
+                batch_size=int(props.get("BatchSize", 10)),
+                invoke=lambda event, function=logical_id: self.runner.invoke(function, event),
+                reports_item_failures="ReportBatchItemFailures"
+                in (props.get("FunctionResponseTypes") or []),
+            )
+            poller.start()
+            self._stoppers.append(poller.stop)
+            self.pollers.append(poller)
+
+    def wait_for_metering(self, timeout: float = 60) -> None:
+        """Block until every queue is empty and no batch is in flight."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(poller.idle() for poller in self.pollers):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"metering queues not drained within {timeout} s")
+
+    def _state(self) -> StackState:
+        assert self.resources is not None  # noqa: S101
+        pool_id = self.name("UserPool")
+        outputs = self.resources.resolve(
+            {
+                name: spec["Value"]
+                for name, spec in self.template.document.get("Outputs", {}).items()
+            }
+        )
+        outputs["ApiUrl"] = self.api.url
+        return StackState(
+            api_url=self.api.url,
+            moto_url=self.moto_url,
+            region=REGION,
+            user_pool_id=pool_id,
+            user_pool_client_id=self.name("UserPoolClient"),
+            issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{pool_id}",
+            resources=outputs,
+            logs=str(self.log_dir),
+        )

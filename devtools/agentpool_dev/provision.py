@@ -1,0 +1,245 @@
+"""Create the template's AWS resources in moto's server, and resolve their local names.
+
+Only the resource types the product uses are created. Names, keys, queues, rules and the
+user pool's schema come from template.yaml, so the local stack cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from agentpool_dev.template import Template, resolve
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+
+
+@dataclass
+class LocalResources:
+    """Physical ids of the template's resources in the local stack, by logical id."""
+
+    stack_name: str
+    parameters: dict[str, Any]
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def lookup(self, logical_id: str, attribute: str | None) -> str:
+        if attribute is None:
+            if logical_id not in self.refs:
+                raise KeyError(f"the local stack has no value for Ref {logical_id}")
+            return self.refs[logical_id]
+        key = (logical_id, attribute)
+        if key not in self.attributes:
+            raise KeyError(f"the local stack has no value for {logical_id}.{attribute}")
+        return self.attributes[key]
+
+    def resolve(self, value: Any) -> Any:
+        return resolve(value, self.lookup, self.parameters)
+
+
+def pseudo_parameters(stack_name: str) -> dict[str, str]:
+    return {
+        "AWS::StackName": stack_name,
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+
+class Provisioner:
+    """Create resources in moto through a boto3 session pointed at it."""
+
+    def __init__(self, template: Template, session: boto3.session.Session, endpoint: str):
+        self.template = template
+        self._session = session
+        self._endpoint = endpoint
+        self._pending_roles: dict[str, dict[str, Any]] = {}
+
+    def _client(self, service: str) -> Any:
+        return self._session.client(service, endpoint_url=self._endpoint, region_name=REGION)
+
+    def provision(self, stack_name: str, parameters: dict[str, Any]) -> LocalResources:
+        resources = LocalResources(
+            stack_name,
+            {**self.template.parameter_defaults(), **parameters, **pseudo_parameters(stack_name)},
+        )
+        self._names(resources)
+        self._user_pools(resources)
+        self._tables(resources)
+        self._buckets(resources)
+        self._roles(resources)
+        self._queues(resources)
+        self._buses_and_rules(resources)
+        return resources
+
+    def _names(self, resources: LocalResources) -> None:
+        """Names of resources that need no creation call, like functions and the API."""
+        for logical_id in self.template.of_type("AWS::Serverless::Function"):
+            resources.refs[logical_id] = f"{resources.stack_name}-{logical_id}"
+        for logical_id in self.template.of_type("AWS::Serverless::Api"):
+            resources.refs[logical_id] = "local"
+        for logical_id in self.template.of_type("AWS::Serverless::LayerVersion"):
+            resources.refs[logical_id] = (
+                f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{logical_id}:1"
+            )
+
+    def _user_pools(self, resources: LocalResources) -> None:
+        cognito = self._client("cognito-idp")
+        for logical_id, resource in self.template.of_type("AWS::Cognito::UserPool").items():
+            props = resources.resolve(resource["Properties"])
+            pool = cognito.create_user_pool(
+                PoolName=props["UserPoolName"],
+                Policies=props.get("Policies", {}),
+                Schema=props.get("Schema", []),
+                UsernameAttributes=props.get("UsernameAttributes", []),
+                AdminCreateUserConfig=props.get("AdminCreateUserConfig", {}),
+            )["UserPool"]
+            resources.refs[logical_id] = pool["Id"]
+            resources.attributes[(logical_id, "Arn")] = pool["Arn"]
+            resources.attributes[(logical_id, "ProviderName")] = (
+                f"cognito-idp.{REGION}.amazonaws.com/{pool['Id']}"
+            )
+        for logical_id, resource in self.template.of_type("AWS::Cognito::UserPoolClient").items():
+            props = resources.resolve(resource["Properties"])
+            client = cognito.create_user_pool_client(
+                UserPoolId=props["UserPoolId"],
+                ClientName=props["ClientName"],
+                GenerateSecret=props.get("GenerateSecret", False),
+                ExplicitAuthFlows=props.get("ExplicitAuthFlows", []),
+                ReadAttributes=props.get("ReadAttributes", []),
+                WriteAttributes=props.get("WriteAttributes", []),
+            )["UserPoolClient"]
+            resources.refs[logical_id] = client["ClientId"]
+        for logical_id, resource in self.template.of_type("AWS::Cognito::UserPoolGroup").items():
+            props = resources.resolve(resource["Properties"])
+            cognito.create_group(
+                UserPoolId=props["UserPoolId"],
+                GroupName=props["GroupName"],
+                Description=props.get("Description", ""),
+            )
+            resources.refs[logical_id] = props["GroupName"]
+
+    def _tables(self, resources: LocalResources) -> None:
+        dynamodb = self._client("dynamodb")
+        for logical_id, resource in self.template.of_type("AWS::DynamoDB::Table").items():
+            props = resources.resolve(resource["Properties"])
+            name = props.get("TableName") or f"{resources.stack_name}-{logical_id}"
+            request: dict[str, Any] = {
+                "TableName": name,
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            table = dynamodb.create_table(**request)["TableDescription"]
+            # TTL is configured as in AWS. moto never expires items, and the code checks
+            # expiry itself wherever it matters.
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = table["TableArn"]
+
+    def _buckets(self, resources: LocalResources) -> None:
+        s3 = self._client("s3")
+        for logical_id, resource in self.template.of_type("AWS::S3::Bucket").items():
+            props = resources.resolve(resource.get("Properties") or {})
+            name = props.get("BucketName") or f"{resources.stack_name}-{logical_id}".lower()
+            s3.create_bucket(Bucket=name)
+            if props.get("PublicAccessBlockConfiguration"):
+                s3.put_public_access_block(
+                    Bucket=name,
+                    PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"],
+                )
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+
+    def _roles(self, resources: LocalResources) -> None:
+        roles = self.template.of_type("AWS::IAM::Role")
+        # Role ARNs are known before creation, so policies may refer to any role.
+        for logical_id, resource in roles.items():
+            name = (resource.get("Properties") or {}).get("RoleName") or (
+                f"{resources.stack_name}-{logical_id}"
+            )
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+        self._pending_roles = roles
+
+    def _create_roles(self, resources: LocalResources) -> None:
+        iam = self._client("iam")
+        for logical_id, resource in self._pending_roles.items():
+            props = resources.resolve(resource["Properties"])
+            name = resources.refs[logical_id]
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+                MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
+            )
+            for policy in props.get("Policies", []):
+                iam.put_role_policy(
+                    RoleName=name,
+                    PolicyName=policy["PolicyName"],
+                    PolicyDocument=json.dumps(policy["PolicyDocument"]),
+                )
+
+    def _queues(self, resources: LocalResources) -> None:
+        sqs = self._client("sqs")
+        queues = self.template.of_type("AWS::SQS::Queue")
+        # Queues without a redrive policy first: they are the dead-letter queues.
+        ordered = sorted(
+            queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {})
+        )
+        for logical_id in ordered:
+            props = queues[logical_id].get("Properties") or {}
+            name = f"{resources.stack_name}-{logical_id}"
+            attributes = {
+                key: str(props[key])
+                for key in ("VisibilityTimeout", "MessageRetentionPeriod")
+                if key in props
+            }
+            if "RedrivePolicy" in props:
+                attributes["RedrivePolicy"] = json.dumps(resources.resolve(props["RedrivePolicy"]))
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            resources.refs[logical_id] = url
+            resources.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+            resources.attributes[(logical_id, "QueueName")] = name
+
+    def _buses_and_rules(self, resources: LocalResources) -> None:
+        events = self._client("events")
+        for logical_id, resource in self.template.of_type("AWS::Events::EventBus").items():
+            props = resources.resolve(resource["Properties"])
+            arn = events.create_event_bus(Name=props["Name"])["EventBusArn"]
+            resources.refs[logical_id] = props["Name"]
+            resources.attributes[(logical_id, "Arn")] = arn
+            resources.attributes[(logical_id, "Name")] = props["Name"]
+        rules = self.template.of_type("AWS::Events::Rule")
+        for logical_id in rules:
+            bus = resources.resolve(rules[logical_id]["Properties"].get("EventBusName", "default"))
+            resources.attributes[(logical_id, "Arn")] = (
+                f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{bus}/{resources.stack_name}-{logical_id}"
+            )
+        # Roles may name rules and queues in their policies, so they are created last.
+        self._create_roles(resources)
+        for logical_id, resource in rules.items():
+            props = resources.resolve(resource["Properties"])
+            name = f"{resources.stack_name}-{logical_id}"
+            bus = props.get("EventBusName", "default")
+            events.put_rule(
+                Name=name,
+                EventBusName=bus,
+                EventPattern=json.dumps(props["EventPattern"]),
+                State=props.get("State", "ENABLED"),
+                Description=props.get("Description", ""),
+            )
+            targets = [{"Id": target["Id"], "Arn": target["Arn"]} for target in props["Targets"]]
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+            resources.refs[logical_id] = name

@@ -1,0 +1,63 @@
+"""Gateway tool `document-search___search_documents`: search the calling tenant's documents.
+
+The Gateway's Cedar policy has already checked that `tenant_id` in the input is the caller's
+own tenant; the vended credentials enforce it again at IAM.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from agentpool.documents import search_documents
+from agentpool.identity import TENANT_ID_PATTERN
+from agentpool.registry import TenantRegistry
+from agentpool.tvm import TenantScope, TokenVendingMachine
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = Logger()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True)
+
+    tenants_table: str
+    documents_bucket: str
+    tenant_access_role_arn: str
+
+
+class SearchInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000)
+    max_results: int = Field(default=3, ge=1, le=10)
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
+    user_id: str = Field(min_length=1, max_length=128)
+
+
+settings = Settings()  # type: ignore[call-arg]
+registry = TenantRegistry(boto3.resource("dynamodb").Table(settings.tenants_table))
+vending_machine = TokenVendingMachine(settings.tenant_access_role_arn)
+
+
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        search = SearchInput.model_validate(event)
+    except ValidationError as error:
+        logger.info("invalid tool input", extra={"errors": error.error_count()})
+        return {"error": "invalid input: query, tenant_id and user_id are required"}
+    tenant = registry.get(search.tenant_id)
+    if tenant is None or tenant.status != "active":
+        logger.info("tenant not active", extra={"tenant_id": search.tenant_id})
+        return {"error": "tenant is not registered or not active"}
+    scope = TenantScope(tenant.tenant_id, tenant.tier, search.user_id)
+    s3 = vending_machine.session_for(scope).client("s3")
+    hits = search_documents(
+        s3, settings.documents_bucket, tenant.tenant_id, search.query, search.max_results
+    )
+    logger.info("documents searched", extra={"tenant_id": tenant.tenant_id, "hits": len(hits)})
+    return {"results": [{"document": h.document, "excerpt": h.excerpt} for h in hits]}

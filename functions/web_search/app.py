@@ -1,0 +1,55 @@
+"""Gateway tool `web-search___search_web`: public web search through AgentCore (premium)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from agentpool.identity import TENANT_ID_PATTERN
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = Logger()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True)
+
+    web_search_id: str
+
+
+class SearchInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000)
+    max_results: int = Field(default=3, ge=1, le=10)
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
+    user_id: str = Field(min_length=1, max_length=128)
+
+
+settings = Settings()  # type: ignore[call-arg]
+agentcore = boto3.client("bedrock-agentcore")
+
+
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        search = SearchInput.model_validate(event)
+    except ValidationError as error:
+        logger.info("invalid tool input", extra={"errors": error.error_count()})
+        return {"error": "invalid input: query, tenant_id and user_id are required"}
+    try:
+        response = agentcore.invoke_web_search(
+            webSearchId=settings.web_search_id,
+            searchQuery=search.query,
+            maxResults=search.max_results,
+        )
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("web search failed", extra={"error_type": type(error).__name__})
+        return {"error": "web search failed; try again later"}
+    results = response.get("results", [])
+    logger.info("web searched", extra={"tenant_id": search.tenant_id, "hits": len(results)})
+    return {"results": results}

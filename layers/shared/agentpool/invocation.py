@@ -1,0 +1,257 @@
+"""POST /invocations: run one prompt for the verified caller and meter what it used."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agentpool import usage as usage_shapes
+from agentpool.agent_contract import AgentRequest, AgentResponse
+from agentpool.agent_runtime import AgentRuntime
+from agentpool.errors import ForbiddenError, InvalidRequestError, UpstreamError
+from agentpool.events import (
+    InvocationCompleted,
+    MeteringEvent,
+    ModelUsage,
+    ToolInvoked,
+    stable_event_id,
+)
+from agentpool.identity import CallerIdentity
+from agentpool.publisher import MeteringPublisher, PublishError
+from agentpool.registry import TenantRegistry
+from agentpool.sessions import Session, SessionStore
+from agentpool.tiers import TIERS
+from agentpool.tvm import TenantScope, TokenVendingMachine
+
+logger = logging.getLogger(__name__)
+
+MAX_PROMPT_BYTES = 32 * 1024
+
+
+class InvocationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    prompt: str = Field(min_length=1)
+    session_id: str | None = Field(default=None, alias="sessionId")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_size(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be blank")
+        if len(prompt.encode("utf-8")) > MAX_PROMPT_BYTES:
+            raise ValueError(f"prompt exceeds {MAX_PROMPT_BYTES} bytes")
+        return prompt
+
+    @field_validator("session_id")
+    @classmethod
+    def _session_format(cls, session_id: str | None) -> str | None:
+        if session_id is not None:
+            try:
+                uuid.UUID(session_id)
+            except ValueError as error:
+                raise ValueError("sessionId must be a session id returned by the API") from error
+        return session_id
+
+
+def parse_request(body: str | None) -> InvocationRequest:
+    """Parse the JSON body; raise InvalidRequestError naming the first problem."""
+    if not body:
+        raise InvalidRequestError("The request body must be a JSON object with a prompt.")
+    try:
+        data = json.loads(body)
+    except ValueError as error:
+        raise InvalidRequestError("The request body is not valid JSON.") from error
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    try:
+        return InvocationRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise InvalidRequestError(f"Invalid {field}: {message}.") from error
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    request_id: str
+    session_id: str
+    tier: str
+    model_id: str
+    output: str
+    usage: dict[str, int]
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "requestId": self.request_id,
+            "sessionId": self.session_id,
+            "tier": self.tier,
+            "model": self.model_id,
+            "output": self.output,
+            "usage": self.usage,
+        }
+
+
+class InvocationService:
+    def __init__(
+        self,
+        registry: TenantRegistry,
+        vending_machine: TokenVendingMachine,
+        sessions_table: str,
+        runtime: AgentRuntime,
+        publisher: MeteringPublisher,
+    ) -> None:
+        self._registry = registry
+        self._vending_machine = vending_machine
+        self._sessions_table = sessions_table
+        self._runtime = runtime
+        self._publisher = publisher
+
+    def invoke(
+        self,
+        caller: CallerIdentity,
+        request: InvocationRequest,
+        request_id: str,
+        id_token: str,
+    ) -> InvocationResult:
+        tenant = self._registry.get(caller.tenant_id)
+        if tenant is None or tenant.status != "active":
+            raise ForbiddenError("The tenant is not registered or not active.")
+        # The registry's tier is authoritative: a token whose tier claim disagrees never gets
+        # more than the tenant's current tier.
+        tier = TIERS[tenant.tier]
+        scope = TenantScope(tenant.tenant_id, tier.name, caller.user_id)
+        tenant_session = self._vending_machine.session_for(scope)
+        sessions = SessionStore(tenant_session.resource("dynamodb").Table(self._sessions_table))
+        session = self._session_for(sessions, caller, request.session_id)
+
+        agent_request = AgentRequest(
+            prompt=request.prompt,
+            request_id=request_id,
+            tenant_id=tenant.tenant_id,
+            tier=tier.name,
+            user_id=caller.user_id,
+            session_id=session.session_id,
+            model_id=tier.model_id,
+            tools=tier.tools,
+            gateway_token=id_token,
+        )
+        started = time.monotonic()
+        response: AgentResponse | None = None
+        try:
+            response = self._runtime.invoke(agent_request, session.runtime_session_id)
+        finally:
+            latency_ms = int((time.monotonic() - started) * 1000)
+            self._meter(scope, request_id, session, tier.model_id, response, latency_ms)
+        if response.error is not None or response.output is None:
+            logger.warning(
+                "agent reported an error",
+                extra={
+                    "request_id": request_id,
+                    "error_code": response.error and response.error.code,
+                },
+            )
+            raise UpstreamError(
+                "The agent failed to answer; the request id identifies the attempt."
+            )
+        usage = usage_shapes.from_converse(response.usage)
+        return InvocationResult(
+            request_id=request_id,
+            session_id=session.session_id,
+            tier=tier.name,
+            model_id=tier.model_id,
+            output=response.output,
+            usage={
+                "inputTokens": usage.total_input_tokens,
+                "outputTokens": usage.output_tokens,
+            },
+        )
+
+    def _session_for(
+        self, sessions: SessionStore, caller: CallerIdentity, session_id: str | None
+    ) -> Session:
+        if session_id is None:
+            return sessions.create(caller.tenant_id, caller.user_id)
+        session = sessions.get(caller.tenant_id, session_id)
+        if session is None or session.user_id != caller.user_id:
+            # One answer for "missing" and "someone else's", so ids cannot be probed.
+            raise ForbiddenError("The session does not exist or belongs to another user.")
+        return session
+
+    def _meter(
+        self,
+        scope: TenantScope,
+        request_id: str,
+        session: Session,
+        model_id: str,
+        response: AgentResponse | None,
+        latency_ms: int,
+    ) -> None:
+        """Publish the invocation, model usage and tool events, even when the agent failed."""
+        now = datetime.now(UTC)
+        common: dict[str, Any] = {
+            "event_time": now,
+            "tenant_id": scope.tenant_id,
+            "tier": scope.tier,
+            "user_id": scope.user_id,
+            "request_id": request_id,
+        }
+        failed = response is None or response.error is not None or response.output is None
+        events: list[MeteringEvent] = [
+            InvocationCompleted(
+                event_id=stable_event_id(request_id, "invocation"),
+                status="failed" if failed else "succeeded",
+                latency_ms=latency_ms,
+                session_id=session.session_id,
+                runtime_session_id=session.runtime_session_id,
+                **common,
+            )
+        ]
+        if response is not None and response.usage:
+            events.append(
+                ModelUsage(
+                    event_id=stable_event_id(request_id, "model-usage"),
+                    model_id=response.model_id or model_id,
+                    usage=usage_shapes.from_converse(response.usage),
+                    model_calls=response.model_calls,
+                    **common,
+                )
+            )
+        for index, call in enumerate(response.tool_calls if response else ()):
+            events.append(
+                ToolInvoked(
+                    event_id=stable_event_id(request_id, "tool", index),
+                    tool=call.tool.value,
+                    decision=call.decision,
+                    **common,
+                )
+            )
+        try:
+            self._publisher.publish(events)
+        except PublishError as error:
+            # NOTE: the answer is still returned; the unpublished ids are logged for a backfill.
+            logger.error(
+                "metering events not published",
+                extra={"request_id": request_id, "event_ids": error.event_ids},
+            )
+
+
+def build_service(settings: Any) -> InvocationService:
+    """Wire the service from the function's settings (table names, bus, role, runtime ARN)."""
+    dynamodb = boto3.resource("dynamodb")
+    return InvocationService(
+        registry=TenantRegistry(dynamodb.Table(settings.tenants_table)),
+        vending_machine=TokenVendingMachine(settings.tenant_access_role_arn),
+        sessions_table=settings.sessions_table,
+        runtime=AgentRuntime(settings.agent_runtime_arn),
+        publisher=MeteringPublisher(settings.event_bus_name),
+    )

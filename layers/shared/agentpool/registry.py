@@ -1,0 +1,64 @@
+"""The tenant registry: each tenant's id, name, tier and status. The source of truth for tiers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentpool.errors import AgentpoolError
+from agentpool.identity import TENANT_ID_PATTERN
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
+    name: str = Field(min_length=1, max_length=200)
+    tier: str
+    status: Literal["active", "suspended"]
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+class TenantExistsError(AgentpoolError):
+    status = 409
+    code = "tenant_exists"
+
+
+class TenantRegistry:
+    def __init__(self, table: Any) -> None:
+        """`table` is a boto3 DynamoDB Table resource for the tenants table."""
+        self._table = table
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        item = self._table.get_item(Key={"tenant_id": tenant_id}, ConsistentRead=True).get("Item")
+        return Tenant.model_validate(item) if item else None
+
+    def create(self, tenant: Tenant) -> None:
+        try:
+            self._table.put_item(
+                Item=tenant.model_dump(), ConditionExpression="attribute_not_exists(tenant_id)"
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise TenantExistsError(f"tenant {tenant.tenant_id} already exists") from error
+            raise
+
+    def set_status(self, tenant_id: str, status: Literal["active", "suspended"]) -> None:
+        self._table.update_item(
+            Key={"tenant_id": tenant_id},
+            UpdateExpression="SET #s = :s",
+            ConditionExpression="attribute_exists(tenant_id)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": status},
+        )
+
+    def set_tier(self, tenant_id: str, tier: str) -> None:
+        self._table.update_item(
+            Key={"tenant_id": tenant_id},
+            UpdateExpression="SET tier = :t",
+            ConditionExpression="attribute_exists(tenant_id)",
+            ExpressionAttributeValues={":t": tier},
+        )
