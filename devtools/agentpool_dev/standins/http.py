@@ -7,6 +7,7 @@ request into one response. The server binds 127.0.0.1 only. Port 0 picks a free 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -136,8 +137,11 @@ class StandInServer:
         if self._server is not None:
             raise RuntimeError(f"{self.name} is already running at {self.url}")
         self._server = _Server(self._requested_port, self)
+        # A short poll interval keeps stop() fast. The default of 0.5 s adds up across tests.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"{self.name}-server", daemon=True
+            target=functools.partial(self._server.serve_forever, poll_interval=0.05),
+            name=f"{self.name}-server",
+            daemon=True,
         )
         self._thread.start()
         logger.info("%s started url=%s", self.name, self.url)
