@@ -32,7 +32,7 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(BIN)/agentpool local run
 
-test: $(STAMP) lint
+test: $(STAMP) lint build
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -44,15 +44,21 @@ integration: $(STAMP)
 security: $(STAMP)
 	$(BIN)/pytest tests/security
 
+# Needs no AWS account: `sam validate --lint` runs cfn-lint locally and sends nothing to AWS.
+# SAM CLI still loads the AWS profile, so AWS_PROFILE is unset in case it names a missing one.
+# cfn-lint's informational checks are on so that every stateful resource states what happens to
+# its data when the stack is deleted.
 lint: $(STAMP) $(SAM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/shared/agentpool functions agent devtools/agentpool_dev
-	$(BIN)/cfn-lint template.yaml
-	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
+	$(BIN)/cfn-lint --include-checks I -- template.yaml
+	env -u AWS_PROFILE SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1 --template template.yaml
 
+# Builds for arm64 without a container: aws-lambda-builders fetches manylinux aarch64 wheels of
+# the layer's requirements from PyPI, so it needs python3.11 on PATH and PyPI, but no AWS account.
 build: $(SAM_STAMP)
-	SAM_CLI_TELEMETRY=0 $(SAM) build
+	SAM_CLI_TELEMETRY=0 $(SAM) build --template template.yaml
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .agentpool out
