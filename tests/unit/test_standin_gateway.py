@@ -1,0 +1,257 @@
+"""AgentCore Gateway stand-in: MCP over HTTP, JWT inbound auth and Cedar tool policy."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from agentpool_dev.jwt_verifier import TokenError
+from agentpool_dev.standins.gateway import GatewayStandIn
+
+DOCUMENT_SEARCH = "document-search___search_documents"
+WEB_SEARCH = "web-search___search_web"
+
+TOKENS = {
+    "token-basic": {"sub": "user-b", "custom:tenant_id": "clinic-basic"},
+    "token-premium": {"sub": "user-p", "custom:tenant_id": "hospital-premium"},
+    "token-unknown": {"sub": "user-u", "custom:tenant_id": "clinic-gone"},
+}
+TENANT_TIERS = {"clinic-basic": "basic", "hospital-premium": "premium"}
+
+
+class FakeVerifier:
+    def verify(self, token: str) -> dict[str, Any]:
+        if token not in TOKENS:
+            raise TokenError("token is invalid")
+        return TOKENS[token]
+
+
+class FakeFunctions:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self.fail = False
+
+    def __call__(self, logical_id: str, event: dict[str, Any], context: dict[str, Any]) -> Any:
+        self.calls.append((logical_id, event, context))
+        if self.fail:
+            raise RuntimeError("secret tenant detail")
+        return {"documents": [{"title": "Triage policy", "text": "See a nurse first."}]}
+
+
+@pytest.fixture
+def functions() -> FakeFunctions:
+    return FakeFunctions()
+
+
+@pytest.fixture
+def gateway(functions: FakeFunctions) -> Iterator[GatewayStandIn]:
+    server = GatewayStandIn(FakeVerifier(), functions, TENANT_TIERS.get)
+    server.start()
+    yield server
+    server.stop()
+
+
+def rpc(
+    gateway: GatewayStandIn,
+    method: str,
+    params: dict[str, Any] | None = None,
+    token: str | None = "token-basic",  # noqa: S107 - a fake token of FakeVerifier
+    request_id: int | None = 1,
+) -> tuple[int, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if request_id is not None:
+        message["id"] = request_id
+    if params is not None:
+        message["params"] = params
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(  # noqa: S310
+        f"{gateway.url}/mcp", data=json.dumps(message).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            body = response.read()
+            return response.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        return error.code, json.loads(body) if body else None
+
+
+def call(
+    gateway: GatewayStandIn, tool: str, token: str, tenant_id: str, user_id: str = "user-b"
+) -> dict[str, Any]:
+    arguments = {"query": "triage", "tenant_id": tenant_id, "user_id": user_id}
+    status, body = rpc(gateway, "tools/call", {"name": tool, "arguments": arguments}, token)
+    assert status == 200
+    return body
+
+
+def listed_names(gateway: GatewayStandIn, token: str) -> list[str]:
+    _, body = rpc(gateway, "tools/list", token=token)
+    return [tool["name"] for tool in body["result"]["tools"]]
+
+
+def test_initialize_returns_capabilities(gateway: GatewayStandIn) -> None:
+    status, body = rpc(gateway, "initialize", {"protocolVersion": "2025-03-26"})
+    assert status == 200
+    assert body["result"]["protocolVersion"] == "2025-03-26"
+    assert "tools" in body["result"]["capabilities"]
+
+
+def test_initialized_notification_accepted(gateway: GatewayStandIn) -> None:
+    status, body = rpc(gateway, "notifications/initialized", request_id=None)
+    assert status == 202
+    assert body is None
+
+
+def test_missing_token_rejected(gateway: GatewayStandIn) -> None:
+    status, _ = rpc(gateway, "tools/list", token=None)
+    assert status == 401
+
+
+def test_invalid_token_rejected(gateway: GatewayStandIn) -> None:
+    status, _ = rpc(gateway, "tools/list", token="forged")
+    assert status == 401
+
+
+def test_list_basic_shows_document_search(gateway: GatewayStandIn) -> None:
+    assert listed_names(gateway, "token-basic") == [DOCUMENT_SEARCH]
+
+
+def test_list_premium_shows_both_tools(gateway: GatewayStandIn) -> None:
+    assert listed_names(gateway, "token-premium") == [DOCUMENT_SEARCH, WEB_SEARCH]
+
+
+def test_list_unknown_tenant_shows_nothing(gateway: GatewayStandIn) -> None:
+    assert listed_names(gateway, "token-unknown") == []
+
+
+def test_list_includes_identity_in_schema(gateway: GatewayStandIn) -> None:
+    _, body = rpc(gateway, "tools/list", token="token-basic")
+    schema = body["result"]["tools"][0]["inputSchema"]
+    assert "tenant_id" in schema["required"]
+    assert "user_id" in schema["required"]
+
+
+def test_call_allowed_runs_function(gateway: GatewayStandIn, functions: FakeFunctions) -> None:
+    body = call(gateway, DOCUMENT_SEARCH, "token-basic", "clinic-basic")
+    assert body["result"]["isError"] is False
+    assert json.loads(body["result"]["content"][0]["text"])["documents"][0]["title"] == (
+        "Triage policy"
+    )
+    logical_id, event, context = functions.calls[0]
+    assert logical_id == "DocumentSearchFunction"
+    assert event == {"query": "triage", "tenant_id": "clinic-basic", "user_id": "user-b"}
+    assert context["custom"]["bedrockAgentCoreToolName"] == DOCUMENT_SEARCH
+    assert context["custom"]["bedrockAgentCoreGatewayId"] == gateway.gateway_id
+    assert context["custom"]["bedrockAgentCoreTargetId"] == "document-search"
+
+
+def test_call_basic_web_search_denied(gateway: GatewayStandIn, functions: FakeFunctions) -> None:
+    body = call(gateway, WEB_SEARCH, "token-basic", "clinic-basic")
+    assert body["result"]["isError"] is True
+    text = body["result"]["content"][0]["text"]
+    assert text.startswith("AuthorizeActionException - Tool Execution Denied")
+    assert "denied by default" in text
+    assert functions.calls == []
+
+
+def test_call_premium_web_search_allowed(gateway: GatewayStandIn) -> None:
+    body = call(gateway, WEB_SEARCH, "token-premium", "hospital-premium", "user-p")
+    assert body["result"]["isError"] is False
+
+
+def test_call_other_tenant_denied(gateway: GatewayStandIn, functions: FakeFunctions) -> None:
+    body = call(gateway, DOCUMENT_SEARCH, "token-premium", "clinic-basic", "user-p")
+    assert body["result"]["isError"] is True
+    assert "Policy evaluation denied due to" in body["result"]["content"][0]["text"]
+    assert functions.calls == []
+
+
+def test_call_without_tenant_denied(gateway: GatewayStandIn) -> None:
+    status, body = rpc(
+        gateway,
+        "tools/call",
+        {"name": DOCUMENT_SEARCH, "arguments": {"query": "q", "user_id": "user-b"}},
+    )
+    assert status == 200
+    assert body["result"]["isError"] is True
+
+
+def test_call_unknown_tenant_denied(gateway: GatewayStandIn, functions: FakeFunctions) -> None:
+    body = call(gateway, DOCUMENT_SEARCH, "token-unknown", "clinic-gone", "user-u")
+    assert body["result"]["isError"] is True
+    assert functions.calls == []
+
+
+def test_call_unknown_tool_is_error(gateway: GatewayStandIn) -> None:
+    status, body = rpc(gateway, "tools/call", {"name": "x___y", "arguments": {}})
+    assert status == 200
+    assert body["error"]["code"] == -32602
+
+
+def test_call_missing_argument_is_error(gateway: GatewayStandIn) -> None:
+    arguments = {"tenant_id": "clinic-basic", "user_id": "user-b"}
+    _, body = rpc(gateway, "tools/call", {"name": DOCUMENT_SEARCH, "arguments": arguments})
+    assert body["error"]["code"] == -32602
+    assert "query" in body["error"]["message"]
+
+
+def test_call_function_failure_hides_message(
+    gateway: GatewayStandIn, functions: FakeFunctions
+) -> None:
+    functions.fail = True
+    body = call(gateway, DOCUMENT_SEARCH, "token-basic", "clinic-basic")
+    assert body["result"]["isError"] is True
+    assert "RuntimeError" in body["result"]["content"][0]["text"]
+    assert "secret" not in body["result"]["content"][0]["text"]
+
+
+def test_decisions_recorded(gateway: GatewayStandIn) -> None:
+    call(gateway, DOCUMENT_SEARCH, "token-basic", "clinic-basic")
+    call(gateway, WEB_SEARCH, "token-basic", "clinic-basic")
+    recorded = [(d.tool, d.tenant_id, d.decision) for d in gateway.decisions]
+    assert recorded == [
+        (DOCUMENT_SEARCH, "clinic-basic", "allowed"),
+        (WEB_SEARCH, "clinic-basic", "denied"),
+    ]
+
+
+def test_tier_comes_from_registry(functions: FakeFunctions) -> None:
+    # The token claims premium, but the registry has the tenant on basic.
+    tokens_claim = dict(TOKENS["token-basic"], **{"custom:tier": "premium"})
+
+    class ClaimingVerifier:
+        def verify(self, token: str) -> dict[str, Any]:
+            return tokens_claim
+
+    server = GatewayStandIn(ClaimingVerifier(), functions, TENANT_TIERS.get)
+    server.start()
+    try:
+        body = call(server, WEB_SEARCH, "any", "clinic-basic")
+    finally:
+        server.stop()
+    assert body["result"]["isError"] is True
+
+
+def test_unknown_method_not_found(gateway: GatewayStandIn) -> None:
+    _, body = rpc(gateway, "resources/subscribe")
+    assert body["error"]["code"] == -32601
+
+
+def test_invalid_json_is_parse_error(gateway: GatewayStandIn) -> None:
+    request = urllib.request.Request(  # noqa: S310
+        f"{gateway.url}/mcp",
+        data=b"{not json",
+        headers={"Authorization": "Bearer token-basic"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert caught.value.code == 400
+    assert json.loads(caught.value.read())["error"]["code"] == -32700
