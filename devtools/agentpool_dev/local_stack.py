@@ -14,6 +14,7 @@ Handler and agent code is the code that runs in AWS; only endpoints and settings
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -360,7 +361,7 @@ class LocalStack:
                 queue_url=self.resources.refs[queue_logical_id],
                 queue_arn=self.resources.attributes[(queue_logical_id, "Arn")],
                 batch_size=int(props.get("BatchSize", 10)),
-                invoke=lambda event, function=logical_id: self.runner.invoke(function, event),
+                invoke=functools.partial(self.runner.invoke, logical_id),
                 reports_item_failures="ReportBatchItemFailures"
                 in (props.get("FunctionResponseTypes") or []),
             )

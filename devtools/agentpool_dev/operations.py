@@ -118,7 +118,7 @@ def create_user(
             UserPoolId=pool_id, Username=email, GroupName="tenant-admins"
         )
     attributes = {attribute["Name"]: attribute["Value"] for attribute in created["Attributes"]}
-    return attributes.get("sub", created["Username"])
+    return str(attributes.get("sub", created["Username"]))
 
 
 def id_token(target: Target, email: str, password: str) -> str:

@@ -38,7 +38,7 @@ class SearchInput(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
 
 
-settings = Settings()  # type: ignore[call-arg]
+settings = Settings()
 registry = TenantRegistry(boto3.resource("dynamodb").Table(settings.tenants_table))
 vending_machine = TokenVendingMachine(settings.tenant_access_role_arn)
 

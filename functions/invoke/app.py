@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     agent_runtime_arn: str
 
 
-settings = Settings()  # type: ignore[call-arg]
+settings = Settings()
 service = build_service(settings)
 
 

@@ -30,7 +30,7 @@ class SearchInput(BaseModel):
     user_id: str = Field(min_length=1, max_length=128)
 
 
-settings = Settings()  # type: ignore[call-arg]
+settings = Settings()
 agentcore = boto3.client("bedrock-agentcore")
 
 
