@@ -1,0 +1,1 @@
+"""The agentpool agent that runs on Amazon Bedrock AgentCore Runtime."""
