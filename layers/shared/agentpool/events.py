@@ -41,8 +41,9 @@ def _reject_float(value: Any) -> Any:
 
 # A usage quantity such as vCPU-seconds. Six decimals and at most 12 integer digits keep
 # every amount and total within the 38 significant digits that a DynamoDB number can hold.
+# The Field comes before the validator so that the exported JSON Schema shows its limits.
 Quantity = Annotated[
-    Decimal, BeforeValidator(_reject_float), Field(ge=0, max_digits=18, decimal_places=6)
+    Decimal, Field(ge=0, max_digits=18, decimal_places=6), BeforeValidator(_reject_float)
 ]
 
 
