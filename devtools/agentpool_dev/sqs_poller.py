@@ -87,10 +87,12 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
-            self._busy.set()
             try:
                 messages = self._receive_batch()
                 if messages:
+                    # Received messages count as in flight on the queue until deleted, so
+                    # `idle` also sees them before this flag is set.
+                    self._busy.set()
                     self._deliver(messages)
             except Exception:
                 logger.exception("sqs poller failed; retrying", extra={"queue": self._queue_arn})
