@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +18,8 @@ from agentpool_dev import operations
 from agentpool_dev.demo_data import REQUESTS, TENANTS
 from agentpool_dev.local_stack import LocalStack, StackState
 
-console = Console()
+# Wide enough for the cost table when the output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 110)
 
 
 @dataclass
@@ -75,7 +77,7 @@ def run_demo(stack: LocalStack, state: StackState, progress: Progress | None = N
 
 def cost_table(result: DemoResult) -> Table:
     table = Table(
-        "tenant / tier",
+        "tenant",
         "tier",
         "invocations",
         "input tokens",
@@ -90,7 +92,7 @@ def cost_table(result: DemoResult) -> Table:
         table.add_row(tenant_id, tiers[tenant_id], *_cells(total))
     table.add_section()
     for tier, total in result.tiers.items():
-        table.add_row(f"all {tier} tenants", tier, *_cells(total))
+        table.add_row("all tenants", tier, *_cells(total))
     return table
 
 
@@ -100,7 +102,7 @@ def _cells(total: dict[str, Decimal]) -> list[str]:
         str(total["input_tokens"]),
         str(total["output_tokens"]),
         str(total["tool_calls"]),
-        f"{total['cost_usd']:f}",
+        f"{total['cost_usd'].normalize():f}",
     ]
 
 
