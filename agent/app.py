@@ -24,14 +24,14 @@ import threading
 from typing import Any
 
 import boto3
-from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse
-from agentpool.tiers import TIERS
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.loop import ConverseLoop, tools_for
 from agent.mcp_client import McpClient, McpError
+from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse
+from agentpool.tiers import TIERS
 
 logger = logging.getLogger("agentpool.agent")
 

@@ -10,11 +10,11 @@ import logging
 import time
 from typing import Any, Protocol
 
-from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse, ToolCallRecord
-from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.mcp_client import McpError, ToolResult
+from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse, ToolCallRecord
+from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
 
 logger = logging.getLogger("agentpool.agent")
 

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from agentpool.registry import TenantExistsError
-from agentpool.tiers import TIERS
 from rich.console import Console
 from rich.table import Table
 
+from agentpool.registry import TenantExistsError
+from agentpool.tiers import TIERS
 from agentpool_dev import demo, operations
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, StackState
 

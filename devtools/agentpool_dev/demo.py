@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from agentpool.documents import documents_prefix
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from agentpool.documents import documents_prefix
 from agentpool_dev import operations
 from agentpool_dev.demo_data import REQUESTS, TENANTS
 from agentpool_dev.local_stack import LocalStack, StackState

@@ -12,12 +12,12 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from boto3.dynamodb.conditions import Key
+
 from agentpool.identity import TENANT_CLAIM, TIER_CLAIM, is_valid_tenant_id
 from agentpool.ledger import TIER_SHARDS, tier_partition
 from agentpool.registry import Tenant, TenantRegistry
 from agentpool.tiers import TIERS
-from boto3.dynamodb.conditions import Key
-
 from agentpool_dev.local_stack import LOCAL_CREDENTIALS, STATE_FILE, StackState
 
 

@@ -16,14 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from agentpool.events import parse_envelope
 from agentpool.ledger import Ledger, RecordResult
 from agentpool.observability import observability_from_env, publish_tier_metrics
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
-from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Settings(BaseModel):

@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from agentpool.documents import search_documents
-from agentpool.identity import TENANT_ID_PATTERN
-from agentpool.registry import TenantRegistry
-from agentpool.tvm import TenantScope, TokenVendingMachine
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentpool.documents import search_documents
+from agentpool.identity import TENANT_ID_PATTERN
+from agentpool.registry import TenantRegistry
+from agentpool.tvm import TenantScope, TokenVendingMachine
 
 logger = Logger()
 

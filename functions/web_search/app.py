@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from agentpool.identity import TENANT_ID_PATTERN
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentpool.identity import TENANT_ID_PATTERN
 
 logger = Logger()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from agentpool.registry import TenantRegistry
 from agentpool_dev import operations
 from agentpool_dev.local_stack import LocalStack, Ports

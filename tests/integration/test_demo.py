@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+
 from agentpool_dev.demo import DemoResult, run_demo
 from agentpool_dev.local_stack import LocalStack, Ports
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from agentpool.pricing.catalog import MILLION, default_catalog
 from agentpool.registry import TenantRegistry
 from agentpool.tiers import TIERS

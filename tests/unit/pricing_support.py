@@ -10,12 +10,12 @@ from typing import Any
 
 import boto3
 import pytest
+
 from agentpool.events import ModelUsage, RuntimeUsage, ToolInvoked, stable_event_id
 from agentpool.ledger import TIER_SHARDS, Ledger, tier_partition
 from agentpool.pricing.catalog import DEFAULT_CATALOG_PATH, PriceCatalog
 from agentpool.pricing.rating import RatedEvent
 from agentpool.usage import TokenUsage
-
 from tests.unit.dynamo_tables import create_table
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -20,15 +20,15 @@ from typing import Any
 import boto3
 import pytest
 import uvicorn
-from agentpool_dev.jwt_verifier import TokenError
-from agentpool_dev.standins.agentcore import AgentCoreStandIn
-from agentpool_dev.standins.bedrock import BedrockStandIn
-from agentpool_dev.standins.gateway import GatewayStandIn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import agent.app
 from agent.mcp_client import McpClient, _parse_event_stream
+from agentpool_dev.jwt_verifier import TokenError
+from agentpool_dev.standins.agentcore import AgentCoreStandIn
+from agentpool_dev.standins.bedrock import BedrockStandIn
+from agentpool_dev.standins.gateway import GatewayStandIn
 
 BASIC_MODEL = "mistral.ministral-3-8b-instruct"
 PREMIUM_MODEL = "openai.gpt-oss-120b-1:0"

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from agentpool.pricing.catalog import (
     DEFAULT_CATALOG_PATH,
     PriceCatalog,
@@ -16,7 +18,6 @@ from agentpool.pricing.catalog import (
     default_catalog,
 )
 from agentpool.tiers import TIERS
-from pydantic import ValidationError
 
 MODEL = "test.model"
 JAN = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from agentpool.events import RuntimeUsage, parse_envelope
 from agentpool.usage import MAX_TOKENS
-from pydantic import ValidationError
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from agentpool.events import DETAIL_TYPES
 from agentpool_dev.export_schemas import (
     SCHEMA_DIR,

@@ -8,6 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
 from agentpool import ledger as ledger_module
 from agentpool.ledger import (
     MAX_ATTEMPTS,
@@ -20,9 +23,6 @@ from agentpool.ledger import (
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
 from agentpool.usage import TokenUsage
-from botocore.exceptions import ClientError
-from moto import mock_aws
-
 from tests.unit.pricing_support import (
     EVENT_TIME,
     TENANT,

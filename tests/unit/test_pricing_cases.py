@@ -13,13 +13,13 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from agentpool.events import InvocationCompleted, stable_event_id
 from agentpool.pricing.catalog import PriceCatalog
 from agentpool.pricing.rating import RatedEvent, rate_event
 from agentpool.tvm import TenantScope, TokenVendingMachine
 from agentpool.usage import from_converse, from_openai
-from moto import mock_aws
-
 from tests.unit.pricing_support import (
     TENANT,
     TIER,

@@ -9,12 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from moto import mock_aws
+
 from agentpool.events import InvocationCompleted, stable_event_id
 from agentpool.pricing.catalog import DEFAULT_CATALOG_PATH, PriceCatalog, default_catalog
 from agentpool.pricing.rating import AMOUNT_QUANTUM, quantize_amount, rate_event
 from agentpool.usage import TokenUsage
-from moto import mock_aws
-
 from tests.unit.pricing_support import (
     TENANT,
     LedgerStack,

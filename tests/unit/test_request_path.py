@@ -148,9 +148,7 @@ def test_tvm_caches_per_tenant_and_user() -> None:
     machine.session_for(TenantScope("clinic-a", "basic", "user-1"))
     machine.session_for(TenantScope("clinic-a", "basic", "user-2"))
 
-    users = [
-        {tag["Key"]: tag["Value"] for tag in call["Tags"]}["UserId"] for call in sts.calls
-    ]
+    users = [{tag["Key"]: tag["Value"] for tag in call["Tags"]}["UserId"] for call in sts.calls]
     assert users == ["user-1", "user-2"]
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import boto3
 import pytest
-from agentpool_dev.standins.agentcore import AgentCoreStandIn
-from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from agentpool_dev.standins.agentcore import AgentCoreStandIn
+from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
 
 RUNTIME_ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agentpool_agent-AbCdEf1234"
 SESSION_ID = "tenant-a-user-1-session-000000000000001"

@@ -10,14 +10,15 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
 from agentpool_dev.standins.bedrock import (
     BedrockStandIn,
     count_tokens,
     output_text,
     request_text,
 )
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 BASIC_MODEL = "mistral.ministral-3-8b-instruct"
 PREMIUM_MODEL = "openai.gpt-oss-120b-1:0"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from agentpool_dev.jwt_verifier import TokenError
 from agentpool_dev.standins.gateway import GatewayStandIn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from agentpool.usage import MAX_TOKENS, TokenUsage, from_converse, from_openai
 
 

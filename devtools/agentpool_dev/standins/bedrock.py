@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from agentpool.tiers import TIERS
 from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
+from agentpool.tiers import TIERS
 from agentpool_dev.standins.http import (
     HttpRequest,
     HttpResponse,

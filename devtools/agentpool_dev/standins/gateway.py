@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import cedarpy
+
 from agentpool.identity import TENANT_CLAIM
 from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
-
 from agentpool_dev.jwt_verifier import TokenError
 from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
 
