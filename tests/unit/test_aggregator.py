@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Iterator
@@ -14,11 +15,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from agentpool.events import parse_envelope
-from agentpool.ledger import RecordResult
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from pydantic import ValidationError
 
+from agentpool.events import parse_envelope
+from agentpool.ledger import RecordResult
 from tests.unit.pricing_support import LEDGER_TABLE, TOTALS_TABLE, LedgerStack, set_fake_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,8 +100,12 @@ def stack(environment: None) -> Iterator[LedgerStack]:
 
 
 @pytest.fixture
-def app(stack: LedgerStack) -> ModuleType:
-    return load_app()
+def app(stack: LedgerStack) -> Iterator[ModuleType]:
+    package_logger = logging.getLogger("agentpool")
+    saved = (package_logger.handlers, package_logger.propagate, package_logger.level)
+    yield load_app()
+    # The app gives the agentpool logger its handler; other tests expect the default one.
+    package_logger.handlers, package_logger.propagate, package_logger.level = saved
 
 
 def test_batch_reports_only_malformed_message(app: ModuleType) -> None:
@@ -151,6 +157,25 @@ def test_failed_event_reports_its_messages(
     ids = message_ids(batch)
     # The model usage event arrived in messages 2 and 5, and message 6 is malformed.
     assert sorted(failures(response)) == sorted([ids[5], ids[1], ids[4]])
+
+
+def test_layer_logs_written_as_json(
+    app: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reject_all(**params: Any) -> None:
+        error = {"Error": {"Code": "ValidationException", "Message": "rejected"}}
+        raise ClientError(error, "TransactWriteItems")
+
+    monkeypatch.setattr(app.ledger._client, "transact_write_items", reject_all)
+    batch = sample_batch()
+    response = app.lambda_handler(batch, FakeContext())
+    assert len(failures(response)) == len(batch["Records"])
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
+    rejected = [log for log in logs if log.get("message") == "ledger entry rejected"]
+    assert len(rejected) == 4
+    assert rejected[0]["name"] == "agentpool.ledger"
+    assert rejected[0]["error_code"] == "ValidationException"
+    assert rejected[0]["function_request_id"] == FakeContext.aws_request_id
 
 
 def test_logs_never_contain_body(app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:

@@ -208,7 +208,7 @@ class Ledger:
     ) -> None:
         """Record halves of a transaction that DynamoDB rejected for one of its items.
 
-        Halving isolates the rejected event in about log2(len(events)) more calls, so one bad
+        Halving isolates the rejected event in about 2 * log2(len(events)) more calls, so one bad
         event fails alone instead of taking its whole batch to the dead-letter queue.
         """
         if len(events) == 1:

@@ -7,16 +7,20 @@ same code runs in tests and in `sam local` without them.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
 DEFAULT_SERVICE = "agentpool"
 DEFAULT_NAMESPACE = "agentpool"
+# Parent of the standard-library loggers of the layer's modules, such as agentpool.ledger.
+PACKAGE_LOGGER = "agentpool"
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,13 @@ def observability_from_env(environ: Mapping[str, str] = os.environ) -> Observabi
     """Build the function's Logger, Metrics and Tracer from `environ`."""
     service = environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
     namespace = environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    logger = Logger(service=service)
+    # Layer modules log through `logging.getLogger(__name__)`. Giving their parent logger the
+    # Powertools handler writes their records as the same JSON, with the Lambda context keys.
+    logging.getLogger(PACKAGE_LOGGER)
+    copy_config_to_registered_loggers(source_logger=logger, include={PACKAGE_LOGGER})
     return Observability(
-        logger=Logger(service=service),
+        logger=logger,
         # An empty service stops Powertools from adding its `service` dimension, so each
         # metric carries only the dimensions that `publish_tier_metrics` sets.
         metrics=Metrics(namespace=namespace, service=""),
