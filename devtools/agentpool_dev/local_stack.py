@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 STACK_NAME = "agentpool-local"
 STATE_DIR = REPO_ROOT / ".agentpool"
-STATE_FILE = STATE_DIR / "local-stack.json"
+# Where a running local stack writes its endpoints, for the CLI; AGENTPOOL_STATE_FILE overrides.
+STATE_FILE = Path(os.environ.get("AGENTPOOL_STATE_FILE") or STATE_DIR / "local-stack.json")
 LOG_DIR = REPO_ROOT / "out" / "local" / "logs"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # The stand-in runtime's ARN; InvokeAgentRuntime only needs it to be well-formed.

@@ -1,0 +1,108 @@
+"""The `agentpool` CLI against a running local stack, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agentpool_dev.local_stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def state_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert stack.state is not None
+    path = tmp_path_factory.mktemp("cli") / "local-stack.json"
+    stack.state.save(path)
+    return path
+
+
+def agentpool(state_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AGENTPOOL_STATE_FILE": str(state_file), "COLUMNS": "200"}
+    return subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "agentpool_dev.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_onboards_and_invokes(state_file: Path, stack: LocalStack) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    email = f"user@{tenant}.example"
+    password = "Cli-test-password-1!"
+
+    created = agentpool(
+        state_file, "tenants", "create", "--id", tenant, "--name", "CLI", "--tier", "basic"
+    )
+    user = agentpool(
+        state_file, "users", "create", "--tenant", tenant, "--email", email, "--password", password
+    )
+    token = agentpool(state_file, "token", "--email", email, "--password", password)
+    invoked = agentpool(
+        state_file, "invoke", "What is new?", "--email", email, "--password", password
+    )
+    stack.wait_for_metering()
+    usage = agentpool(state_file, "usage", "--tenant", tenant, "--json")
+
+    assert created.returncode == 0, created.stderr
+    assert user.returncode == 0, user.stderr
+    assert token.stdout.startswith("eyJ")
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout)["tier"] == "basic"
+    assert usage.returncode == 0, usage.stderr
+    assert json.loads(usage.stdout)["total"]["invocations"] == "1"
+
+
+def test_cli_rejects_invalid_tenant_id(state_file: Path) -> None:
+    result = agentpool(
+        state_file, "tenants", "create", "--id", "Bad_Id", "--name", "x", "--tier", "basic"
+    )
+
+    assert result.returncode == 1
+    assert "Invalid tenant id" in result.stderr
+
+
+def test_cli_rejects_duplicate_tenant(state_file: Path) -> None:
+    tenant = f"dup-{uuid.uuid4().hex[:8]}"
+    agentpool(state_file, "tenants", "create", "--id", tenant, "--name", "x", "--tier", "basic")
+
+    again = agentpool(
+        state_file, "tenants", "create", "--id", tenant, "--name", "x", "--tier", "basic"
+    )
+
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+
+def test_cli_local_env_prints_exports(state_file: Path, stack: LocalStack) -> None:
+    assert stack.state is not None
+
+    result = agentpool(state_file, "local", "env")
+
+    assert result.returncode == 0
+    assert f"export AGENTPOOL_API_URL={stack.state.api_url}" in result.stdout
+    assert "export AGENTPOOL_TOTALS_TABLE_NAME=" in result.stdout
+
+
+def test_cli_without_running_stack_explains(tmp_path: Path) -> None:
+    result = agentpool(tmp_path / "missing.json", "usage", "--tenant", "abc")
+
+    assert result.returncode == 1
+    assert "make run" in result.stderr
+
+
+def test_cli_usage_rejects_bad_month(state_file: Path) -> None:
+    result = agentpool(state_file, "usage", "--tenant", "abc", "--month", "2026-13")
+
+    assert result.returncode == 2
+    assert "YYYY-MM" in result.stderr
