@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -22,7 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentpool.events import parse_envelope
 from agentpool.ledger import Ledger, RecordResult
-from agentpool.observability import observability_from_env, publish_tier_metrics
+from agentpool.observability import (
+    metrics_by_tier,
+    observability_from_env,
+    publish_tier_metrics,
+)
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
 
@@ -109,17 +112,9 @@ def report(batch: ParsedBatch, result: RecordResult) -> None:
             "failed": len(result.failed),
         },
     )
-    tiers: dict[str, list[RatedEvent]] = defaultdict(list)
-    for event_id in result.recorded:
-        tiers[by_id[event_id].event.tier].append(by_id[event_id])
-    for tier, recorded in sorted(tiers.items()):
-        priced = [rated for rated in recorded if rated.priced]
-        publish_tier_metrics(
-            metrics,
-            tier,
-            counts={"EventsPriced": len(priced), "UnpricedEvents": len(recorded) - len(priced)},
-            cost_usd=sum((rated.amount_usd for rated in priced), Decimal(0)),
-        )
+    recorded = [by_id[event_id] for event_id in result.recorded]
+    for tier, values in sorted(metrics_by_tier(recorded).items()):
+        publish_tier_metrics(metrics, tier, values)
 
 
 def batch_response(batch: ParsedBatch, result: RecordResult) -> dict[str, Any]:
