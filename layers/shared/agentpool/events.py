@@ -115,6 +115,49 @@ DETAIL_TYPES: tuple[str, ...] = tuple(
 _event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 
+class BillingReportGenerated(BaseModel):
+    """The monthly report run wrote every report of a month. Not a metering event.
+
+    The metering rule matches metering detail-types only, so this event never reaches the
+    aggregator. A rerun for the same month with the same data sends the same `event_id`, so
+    consumers can drop the repeat. `total_usd` is the exact sum of the reported tenants.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    detail_type: Literal["Billing Report Generated"] = "Billing Report Generated"
+    event_id: str = Field(min_length=1, max_length=128)
+    event_time: AwareDatetime
+    month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field(min_length=1, max_length=256)
+    tenants: NonNegativeInt
+    tiers: dict[str, Annotated[Decimal, BeforeValidator(_reject_float)]]
+    total_usd: Annotated[Decimal, BeforeValidator(_reject_float)]
+
+    @field_validator("event_time")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+# Events on the bus that are not metering events, so the aggregator never receives them.
+NOTIFICATION_TYPES: tuple[type[BaseModel], ...] = (BillingReportGenerated,)
+
+
+def notification_entry(event: BillingReportGenerated, bus_name: str) -> dict[str, Any]:
+    """Build the PutEvents entry for a notification event on the bus `bus_name`."""
+    detail = event.model_dump(mode="json")
+    return {
+        "Source": EVENT_SOURCE,
+        "DetailType": event.detail_type,
+        "Detail": json.dumps(detail, separators=(",", ":")),
+        "EventBusName": bus_name,
+        "Time": event.event_time,
+    }
+
+
 def parse_event(detail: dict[str, Any]) -> MeteringEvent:
     """Validate one event's detail; raise pydantic.ValidationError when it is malformed."""
     return _event_adapter.validate_python(detail)
@@ -158,5 +201,5 @@ def export_json_schemas() -> dict[str, Any]:
     """Return the JSON Schema of every event type, keyed by detail-type."""
     return {
         str(model.model_fields["detail_type"].default): model.model_json_schema()
-        for model in EVENT_TYPES
+        for model in (*EVENT_TYPES, *NOTIFICATION_TYPES)
     }
