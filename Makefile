@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: install demo run test unit integration security lint build deploy bench clean
 
@@ -26,13 +27,18 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
+# Test-only Node tools (the IAM policy simulator of tests/security/iam), pinned by the lock file.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/agentpool demo
 
 run: $(STAMP)
 	$(BIN)/agentpool local run
 
-test: $(STAMP) lint build
+test: $(STAMP) $(NODE_STAMP) lint build
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -41,7 +47,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-security: $(STAMP)
+security: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest tests/security
 
 # Needs no AWS account: `sam validate --lint` runs cfn-lint locally and sends nothing to AWS.
@@ -61,4 +67,4 @@ build: $(SAM_STAMP)
 	SAM_CLI_TELEMETRY=0 $(SAM) build --template template.yaml
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .agentpool out
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .agentpool out node_modules
