@@ -33,7 +33,7 @@ import boto3
 from agentpool_dev.jwt_verifier import CognitoJwtVerifier
 from agentpool_dev.lambda_runner import FunctionSpec, LambdaRunner, base_environment
 from agentpool_dev.local_api import LocalApi
-from agentpool_dev.provision import ACCOUNT_ID, REGION, LocalResources, Provisioner
+from agentpool_dev.provision import REGION, LocalResources, Provisioner
 from agentpool_dev.sqs_poller import SqsPoller
 from agentpool_dev.standins.agentcore import AgentCoreStandIn
 from agentpool_dev.standins.bedrock import BedrockStandIn
@@ -48,8 +48,6 @@ STATE_DIR = REPO_ROOT / ".agentpool"
 STATE_FILE = Path(os.environ.get("AGENTPOOL_STATE_FILE") or STATE_DIR / "local-stack.json")
 LOG_DIR = REPO_ROOT / "out" / "local" / "logs"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-# The stand-in runtime's ARN; InvokeAgentRuntime only needs it to be well-formed.
-STANDIN_RUNTIME_ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT_ID}:runtime/agentpool_standin"
 
 
 def free_port() -> int:
@@ -152,7 +150,7 @@ class LocalStack:
                 self.template, self.aws_session(), self.moto_url
             ).provision(
                 STACK_NAME,
-                {"Environment": "dev", "AgentRuntimeArn": STANDIN_RUNTIME_ARN, "LogLevel": "INFO"},
+                {"Environment": "dev", "LogLevel": "INFO"},
             )
             verifier = self._verifier()
             self._start_standins(verifier)
@@ -281,6 +279,9 @@ class LocalStack:
         gateway.start()
         self._stoppers.append(gateway.stop)
         self.gateway = gateway
+        assert self.resources is not None  # noqa: S101
+        for logical_id in self.template.of_type("AWS::BedrockAgentCore::Gateway"):
+            self.resources.attributes[(logical_id, "GatewayUrl")] = f"{gateway.url}/mcp"
 
     def _start_agent(self) -> None:
         env = {

@@ -19,6 +19,14 @@ logger = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
+# The AgentCore stand-ins accept any well-formed ARN, so every Runtime in the template gets this
+# one. The Gateway stand-in's URL is only known once it listens, so LocalStack replaces
+# STANDIN_GATEWAY_URL then.
+STANDIN_RUNTIME_ID = "agentpool_standin"
+STANDIN_RUNTIME_ARN = (
+    f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT_ID}:runtime/{STANDIN_RUNTIME_ID}"
+)
+STANDIN_GATEWAY_URL = "http://127.0.0.1/mcp"
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Provisioner:
             {**self.template.parameter_defaults(), **parameters, **pseudo_parameters(stack_name)},
         )
         self._names(resources)
+        self._agentcore_names(resources)
         self._user_pools(resources)
         self._tables(resources)
         self._buckets(resources)
@@ -83,12 +92,51 @@ class Provisioner:
     def _names(self, resources: LocalResources) -> None:
         """Names of resources that need no creation call, like functions and the API."""
         for logical_id in self.template.of_type("AWS::Serverless::Function"):
-            resources.refs[logical_id] = f"{resources.stack_name}-{logical_id}"
+            name = f"{resources.stack_name}-{logical_id}"
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = (
+                f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+            )
         for logical_id in self.template.of_type("AWS::Serverless::Api"):
             resources.refs[logical_id] = "local"
         for logical_id in self.template.of_type("AWS::Serverless::LayerVersion"):
             resources.refs[logical_id] = (
                 f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{logical_id}:1"
+            )
+
+    def _agentcore_names(self, resources: LocalResources) -> None:
+        """Attributes of the AgentCore resources, which the stand-ins serve without creation."""
+        prefix = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT_ID}"
+        values: dict[str, dict[str, str]] = {
+            "AWS::BedrockAgentCore::Runtime": {
+                "AgentRuntimeArn": STANDIN_RUNTIME_ARN,
+                "AgentRuntimeId": STANDIN_RUNTIME_ID,
+                "AgentRuntimeVersion": "1",
+            },
+            "AWS::BedrockAgentCore::Gateway": {
+                "GatewayArn": f"{prefix}:gateway/agentpool-gateway-standin",
+                "GatewayIdentifier": "agentpool-gateway-standin",
+                "GatewayUrl": STANDIN_GATEWAY_URL,
+            },
+            "AWS::BedrockAgentCore::Memory": {
+                "MemoryArn": f"{prefix}:memory/agentpool_memory_standin",
+                "MemoryId": "agentpool_memory_standin",
+            },
+            "AWS::BedrockAgentCore::PolicyEngine": {
+                "PolicyEngineArn": f"{prefix}:policy-engine/agentpool_policy_standin",
+                "PolicyEngineId": "agentpool_policy_standin",
+            },
+        }
+        for resource_type, attributes in values.items():
+            for logical_id in self.template.of_type(resource_type):
+                for attribute, value in attributes.items():
+                    resources.attributes[(logical_id, attribute)] = value
+        for logical_id, resource in self.template.of_type(
+            "AWS::BedrockAgentCore::RuntimeEndpoint"
+        ).items():
+            name = resource["Properties"]["Name"]
+            resources.attributes[(logical_id, "AgentRuntimeEndpointArn")] = (
+                f"{STANDIN_RUNTIME_ARN}/runtime-endpoint/{name}"
             )
 
     def _user_pools(self, resources: LocalResources) -> None:

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     event_bus_name: str
     tenant_access_role_arn: str
     agent_runtime_arn: str
+    agent_runtime_qualifier: str
 
 
 settings = Settings()

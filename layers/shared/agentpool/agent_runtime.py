@@ -27,8 +27,15 @@ NO_RETRY = Config(
 
 
 class AgentRuntime:
-    def __init__(self, runtime_arn: str, client: Any | None = None) -> None:
+    """Invoke one runtime through one endpoint.
+
+    `qualifier` names the runtime endpoint. IAM grants the invoke function that endpoint only,
+    so a call through another endpoint (such as DEFAULT) is denied.
+    """
+
+    def __init__(self, runtime_arn: str, qualifier: str, client: Any | None = None) -> None:
         self._runtime_arn = runtime_arn
+        self._qualifier = qualifier
         self._client = client or boto3.client("bedrock-agentcore", config=NO_RETRY)
 
     def invoke(self, request: AgentRequest, runtime_session_id: str) -> AgentResponse:
@@ -36,6 +43,7 @@ class AgentRuntime:
         try:
             response = self._client.invoke_agent_runtime(
                 agentRuntimeArn=self._runtime_arn,
+                qualifier=self._qualifier,
                 runtimeSessionId=runtime_session_id,
                 runtimeUserId=request.user_id,
                 contentType="application/json",

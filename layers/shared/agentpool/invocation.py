@@ -246,12 +246,12 @@ class InvocationService:
 
 
 def build_service(settings: Any) -> InvocationService:
-    """Wire the service from the function's settings (table names, bus, role, runtime ARN)."""
+    """Wire the service from the function's settings (tables, bus, role, runtime and endpoint)."""
     dynamodb = boto3.resource("dynamodb")
     return InvocationService(
         registry=TenantRegistry(dynamodb.Table(settings.tenants_table)),
         vending_machine=TokenVendingMachine(settings.tenant_access_role_arn),
         sessions_table=settings.sessions_table,
-        runtime=AgentRuntime(settings.agent_runtime_arn),
+        runtime=AgentRuntime(settings.agent_runtime_arn, settings.agent_runtime_qualifier),
         publisher=MeteringPublisher(settings.event_bus_name),
     )
