@@ -7,9 +7,13 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+ENV ?= dev
+AGENT_ARTIFACT := build/agent.zip
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install demo run test unit integration security lint build deploy bench clean
+.PHONY: install demo run test unit integration security lint build agent-artifact deploy bench clean
 
 install: $(STAMP)
 
@@ -27,6 +31,13 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
+# checkov pins versions that clash with the project's, so it also has a virtualenv of its own.
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+	touch $@
+
 # Test-only Node tools (the IAM policy simulator of tests/security/iam), pinned by the lock file.
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -38,7 +49,7 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(BIN)/agentpool local run
 
-test: $(STAMP) $(NODE_STAMP) lint build
+test: $(STAMP) $(NODE_STAMP) lint build $(AGENT_ARTIFACT)
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -54,17 +65,30 @@ security: $(STAMP) $(NODE_STAMP)
 # SAM CLI still loads the AWS profile, so AWS_PROFILE is unset in case it names a missing one.
 # cfn-lint's informational checks are on so that every stateful resource states what happens to
 # its data when the stack is deleted.
-lint: $(STAMP) $(SAM_STAMP)
+lint: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/shared/agentpool functions agent devtools/agentpool_dev
 	$(BIN)/cfn-lint --include-checks I -- template.yaml
 	env -u AWS_PROFILE SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1 --template template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  --file template.yaml
 
 # Builds for arm64 without a container: aws-lambda-builders fetches manylinux aarch64 wheels of
 # the layer's requirements from PyPI, so it needs python3.11 on PATH and PyPI, but no AWS account.
 build: $(SAM_STAMP)
 	SAM_CLI_TELEMETRY=0 $(SAM) build --template template.yaml
 
+# The agent's code zip for AgentCore Runtime: like `build`, it needs PyPI but no AWS account.
+agent-artifact: $(AGENT_ARTIFACT)
+
+$(AGENT_ARTIFACT): $(STAMP) agent/requirements.txt layers/shared/requirements.txt \
+		$(wildcard agent/*.py layers/shared/agentpool/*.py layers/shared/agentpool/*/*.py)
+	$(BIN)/python -m agentpool_dev.deploy artifact
+
+# Needs AWS credentials; see docs/deploy.md. Never run in CI.
+deploy: $(STAMP) $(SAM_STAMP)
+	$(BIN)/python -m agentpool_dev.deploy deploy --env $(ENV) --sam $(SAM)
+
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .agentpool out node_modules
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .agentpool out build node_modules
