@@ -139,7 +139,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
 
 
 def upload_artifact(artifact: Artifact, session: boto3.session.Session, region: str) -> str:
-    """Upload the zip unless the bucket already has it; return the bucket name."""
+    """Upload the zip unless the bucket already has it, and return the bucket name."""
     account_id = session.client("sts").get_caller_identity()["Account"]
     bucket = artifact_bucket_name(account_id, region)
     s3 = session.client("s3", region_name=region)

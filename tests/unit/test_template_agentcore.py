@@ -1,8 +1,8 @@
 """Assertions on the AgentCore resources of template.yaml after the SAM transform.
 
-They cover what tenant isolation and billing rely on: only the invoke function may call the
-runtime, the Gateway accepts only this user pool's tokens for the app client, the policy
-engine enforces policies/tools.cedar, and each tool target calls its own function.
+They cover what tenant isolation and billing rely on. Only the invoke function may call the
+runtime. The Gateway accepts only this user pool's tokens for the app client. The policy engine
+enforces policies/tools.cedar, and each tool target calls its own function.
 """
 
 from __future__ import annotations
