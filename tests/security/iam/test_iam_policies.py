@@ -277,12 +277,24 @@ def granted_rows(function_id: str) -> list[Row]:
     return rows
 
 
+# Functions whose own role reads tenant tables across tenants by design, with those tables.
+# Every other function reaches tenant data only through TenantAccessRole credentials.
+PLATFORM_READERS = {
+    # Writes every tenant's monthly billing report.
+    "MonthlyReportFunction": {"TotalsTable"},
+    # GET /admin/tenants/{tenantId}/usage, for platform admins only.
+    "AdminUsageFunction": {"TotalsTable"},
+}
+
+
 def function_rows() -> list[Row]:
     rows: list[Row] = []
     own_key = {"dynamodb:LeadingKeys": [TENANT]}
     for function_id in TEMPLATE.function_ids():
         rows += granted_rows(function_id)
         for table_id in TENANT_TABLES:
+            if table_id in PLATFORM_READERS.get(function_id, set()):
+                continue
             for action in ("dynamodb:GetItem", "dynamodb:Query"):
                 rows.append(
                     function_row(
