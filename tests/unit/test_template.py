@@ -17,7 +17,6 @@ from cfnlint.decode.cfn_yaml import load
 from samtranslator.translator.transform import transform
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
-AGENT_RUNTIME_ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/test"
 TENANT_TAG = "${aws:PrincipalTag/TenantId}"
 
 
@@ -42,9 +41,7 @@ def resources() -> dict[str, Any]:
     # The translator reads the region from a boto3 session, which makes no AWS call.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        transformed = transform(
-            template, {"AgentRuntimeArn": AGENT_RUNTIME_ARN}, _NoManagedPolicies()
-        )
+        transformed = transform(template, {}, _NoManagedPolicies())
     transformed_resources: dict[str, Any] = transformed["Resources"]
     return transformed_resources
 
