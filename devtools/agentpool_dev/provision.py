@@ -87,6 +87,9 @@ class Provisioner:
         self._roles(resources)
         self._queues(resources)
         self._buses_and_rules(resources)
+        self._alarm_topics(resources)
+        self._alarms_and_dashboards(resources)
+        self._schedules(resources)
         return resources
 
     def _names(self, resources: LocalResources) -> None:
@@ -261,6 +264,83 @@ class Provisioner:
             resources.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
             resources.attributes[(logical_id, "QueueName")] = name
 
+    def _condition_holds(self, resource: dict[str, Any], resources: LocalResources) -> bool:
+        """Evaluate a resource's Condition, for the Fn::Not and Fn::Equals forms it may use."""
+        name = resource.get("Condition")
+        if name is None:
+            return True
+        return bool(_evaluate(self.template.document["Conditions"][name], resources))
+
+    def _alarm_topics(self, resources: LocalResources) -> None:
+        kms, sns = self._client("kms"), self._client("sns")
+        for logical_id, resource in self.template.of_type("AWS::KMS::Key").items():
+            props = resources.resolve(resource["Properties"])
+            key = kms.create_key(
+                Description=props.get("Description", ""), Policy=json.dumps(props["KeyPolicy"])
+            )["KeyMetadata"]
+            resources.refs[logical_id] = key["KeyId"]
+            resources.attributes[(logical_id, "Arn")] = key["Arn"]
+        for logical_id, resource in self.template.of_type("AWS::SNS::Topic").items():
+            props = resources.resolve(resource.get("Properties") or {})
+            attributes = {
+                key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props
+            }
+            arn = sns.create_topic(
+                Name=f"{resources.stack_name}-{logical_id}", Attributes=attributes
+            )["TopicArn"]
+            resources.refs[logical_id] = arn
+            resources.attributes[(logical_id, "TopicArn")] = arn
+        for logical_id, resource in self.template.of_type("AWS::SNS::Subscription").items():
+            if not self._condition_holds(resource, resources):
+                continue
+            props = resources.resolve(resource["Properties"])
+            arn = sns.subscribe(
+                TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"]
+            )["SubscriptionArn"]
+            resources.refs[logical_id] = arn
+
+    def _alarms_and_dashboards(self, resources: LocalResources) -> None:
+        cloudwatch = self._client("cloudwatch")
+        for logical_id, resource in self.template.of_type("AWS::CloudWatch::Alarm").items():
+            props = resources.resolve(resource["Properties"])
+            name = props.get("AlarmName") or f"{resources.stack_name}-{logical_id}"
+            request = {key: props[key] for key in _ALARM_PROPERTIES if key in props}
+            request["Threshold"] = float(props["Threshold"])
+            for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+                if key in request:
+                    request[key] = int(request[key])
+            cloudwatch.put_metric_alarm(AlarmName=name, **request)
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = (
+                f"arn:aws:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{name}"
+            )
+        for logical_id, resource in self.template.of_type("AWS::CloudWatch::Dashboard").items():
+            props = resources.resolve(resource["Properties"])
+            # json.loads fails here, with the dashboard's name, on a body that is not JSON.
+            json.loads(props["DashboardBody"])
+            cloudwatch.put_dashboard(
+                DashboardName=props["DashboardName"], DashboardBody=props["DashboardBody"]
+            )
+            resources.refs[logical_id] = props["DashboardName"]
+
+    def _schedules(self, resources: LocalResources) -> None:
+        """Create EventBridge Scheduler schedules. Locally nothing fires them on time."""
+        scheduler = self._client("scheduler")
+        for logical_id, resource in self.template.of_type("AWS::Scheduler::Schedule").items():
+            props = resources.resolve(resource["Properties"])
+            name = props.get("Name") or f"{resources.stack_name}-{logical_id}"
+            arn = scheduler.create_schedule(
+                Name=name,
+                ScheduleExpression=props["ScheduleExpression"],
+                ScheduleExpressionTimezone=props.get("ScheduleExpressionTimezone", "UTC"),
+                FlexibleTimeWindow=props["FlexibleTimeWindow"],
+                Target=props["Target"],
+                State=props.get("State", "ENABLED"),
+                Description=props.get("Description", ""),
+            )["ScheduleArn"]
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = arn
+
     def _buses_and_rules(self, resources: LocalResources) -> None:
         events = self._client("events")
         for logical_id, resource in self.template.of_type("AWS::Events::EventBus").items():
@@ -291,3 +371,35 @@ class Provisioner:
             targets = [{"Id": target["Id"], "Arn": target["Arn"]} for target in props["Targets"]]
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
             resources.refs[logical_id] = name
+
+
+# Properties of AWS::CloudWatch::Alarm that PutMetricAlarm takes under the same names.
+_ALARM_PROPERTIES = (
+    "AlarmDescription",
+    "ActionsEnabled",
+    "AlarmActions",
+    "OKActions",
+    "InsufficientDataActions",
+    "MetricName",
+    "Namespace",
+    "Statistic",
+    "ExtendedStatistic",
+    "Dimensions",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "Metrics",
+    "Unit",
+)
+
+
+def _evaluate(condition: Any, resources: LocalResources) -> Any:
+    """Evaluate Fn::Not, Fn::Equals and Ref in a template condition."""
+    if isinstance(condition, dict) and set(condition) == {"Fn::Not"}:
+        return not _evaluate(condition["Fn::Not"][0], resources)
+    if isinstance(condition, dict) and set(condition) == {"Fn::Equals"}:
+        left, right = (_evaluate(value, resources) for value in condition["Fn::Equals"])
+        return str(left) == str(right)
+    return resources.resolve(condition)

@@ -130,7 +130,7 @@ def test_tenant_role_statements_all_tenant_scoped(resources: dict[str, Any]) -> 
 
 
 def test_function_roles_found(resources: dict[str, Any]) -> None:
-    assert len(_function_roles(resources)) == 4
+    assert len(_function_roles(resources)) == 7
 
 
 def test_function_roles_no_wildcard_actions(resources: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ may name a tenant, tier or user.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -57,3 +58,26 @@ def identity_from_authorizer(event: dict[str, Any]) -> CallerIdentity:
         user_id=str(claims["sub"]),
         claimed_tier=tier if isinstance(tier, str) else None,
     )
+
+
+def groups_from_authorizer(event: dict[str, Any]) -> frozenset[str]:
+    """Return the caller's Cognito groups from the authorizer's `cognito:groups` claim.
+
+    API Gateway passes every claim as a string, and the local API writes a list as JSON.
+    NOTE: AWS does not document how the REST API's Cognito authorizer writes a list claim,
+    so JSON, "[a b]" and "a,b" are all read.
+    """
+    claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("claims") or {}
+    raw = claims.get("cognito:groups") if isinstance(claims, dict) else None
+    if isinstance(raw, list):
+        return frozenset(str(group) for group in raw)
+    if not isinstance(raw, str) or not raw.strip():
+        return frozenset()
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text[1:-1].replace(",", " ").split()
+        return frozenset(str(group) for group in parsed)
+    return frozenset(group.strip() for group in text.split(",") if group.strip())
