@@ -15,14 +15,17 @@ import sys
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from agentpool.billing.render import FORMATS
 from agentpool.registry import TenantExistsError
 from agentpool.tiers import TIERS
-from agentpool_dev import demo, operations
+from agentpool_dev import demo, operations, reports
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, StackState
 
 console = Console()
@@ -60,6 +63,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
         "  TOKEN=$(agentpool token --email me@example.com --password '<printed password>')\n"
         f'  curl -X POST {state.api_url}/invocations -H "Authorization: $TOKEN" '
         '-d \'{"prompt": "hello"}\'\n'
+        "  agentpool report --month YYYY-MM   # monthly billing reports, on demand\n"
         "Press Ctrl-C to stop."
     )
     stopped = threading.Event()
@@ -165,6 +169,30 @@ def _row(counters: dict[str, Decimal]) -> list[str]:
     ]
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    month = _month(args.month)
+    formats = (args.format,) if args.format else FORMATS
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"Reports for {month}", total=None)
+        result, month_dir = reports.run_reports(
+            _target(args),
+            month,
+            tenant_id=args.tenant,
+            formats=formats,
+            out_dir=Path(args.out),
+            on_start=lambda count: progress.update(task, total=count),
+            on_tenant=lambda tenant: progress.advance(task),
+        )
+    console.print(
+        f"Wrote {len(result.reports)} tenant reports for {month} "
+        f"(total {result.total_usd.normalize():f} USD, reconciled with the ledger) in "
+        f"{result.seconds:.2f} s with {result.read_requests} DynamoDB reads of "
+        f"{result.items_read} items."
+    )
+    console.print(f"Reports: {month_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentpool", description=__doc__)
     parser.add_argument("--stack", help="deployed CloudFormation stack name (default: local)")
@@ -223,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
     usage.set_defaults(func=cmd_usage)
+
+    report = commands.add_parser("report", help="write the monthly billing reports")
+    report.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
+    report.add_argument("--tenant", help="only this tenant (default: every tenant)")
+    report.add_argument("--format", choices=FORMATS, help="format to save (default: all)")
+    report.add_argument(
+        "--out", default=str(reports.DEFAULT_OUT_DIR), help="folder for the saved reports"
+    )
+    report.set_defaults(func=cmd_report)
     return parser
 
 

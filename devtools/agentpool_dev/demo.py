@@ -14,7 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from agentpool.documents import documents_prefix
-from agentpool_dev import operations
+from agentpool_dev import operations, reports
 from agentpool_dev.demo_data import REQUESTS, TENANTS
 from agentpool_dev.local_stack import LocalStack, StackState
 
@@ -118,6 +118,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
         console.print(
             "Model answers come from the local Bedrock stand-in; token counts from its "
             "tokenizer. Prices from layers/shared/agentpool/pricing/catalog.json."
+        )
+        run, month_dir = reports.run_reports(local_target(state, stack), result.month)
+        console.print(
+            f"Billing reports for {result.month} ({len(run.reports)} tenants, reconciled "
+            f"with the ledger, {run.read_requests} DynamoDB reads): {month_dir}"
         )
     finally:
         with console.status("Stopping the local stack..."):

@@ -121,6 +121,27 @@ def create_user(
     return str(attributes.get("sub", created["Username"]))
 
 
+def create_platform_admin(target: Target, email: str, password: str) -> str:
+    """Create a platform operator with no tenant, in the group platform-admins; return its sub."""
+    cognito = target.client("cognito-idp")
+    pool_id = target.outputs["UserPoolId"]
+    created = cognito.admin_create_user(
+        UserPoolId=pool_id,
+        Username=email,
+        UserAttributes=[
+            {"Name": "email", "Value": email},
+            {"Name": "email_verified", "Value": "true"},
+        ],
+        MessageAction="SUPPRESS",
+    )["User"]
+    cognito.admin_set_user_password(
+        UserPoolId=pool_id, Username=email, Password=password, Permanent=True
+    )
+    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName="platform-admins")
+    attributes = {attribute["Name"]: attribute["Value"] for attribute in created["Attributes"]}
+    return str(attributes.get("sub", created["Username"]))
+
+
 def id_token(target: Target, email: str, password: str) -> str:
     response = target.client("cognito-idp").admin_initiate_auth(
         UserPoolId=target.outputs["UserPoolId"],
