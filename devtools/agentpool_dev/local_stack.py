@@ -229,8 +229,10 @@ class LocalStack:
     # ----------------------------------------------------------------- components
     def _start_moto(self) -> None:
         log = self._log("moto")
+        # moto's server with DynamoDB conditional writes made atomic, as they are in AWS.
+        argv = [sys.executable, "-m", "agentpool_dev.moto_atomic"]
         process = subprocess.Popen(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.ports.moto)],
+            [*argv, "-H", "127.0.0.1", "-p", str(self.ports.moto)],
             stdout=log,
             stderr=log,
             env={**base_environment(), **LOCAL_CREDENTIALS},

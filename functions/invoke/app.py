@@ -22,6 +22,7 @@ class Settings(BaseSettings):
 
     tenants_table: str
     sessions_table: str
+    limits_table: str
     event_bus_name: str
     tenant_access_role_arn: str
     agent_runtime_arn: str

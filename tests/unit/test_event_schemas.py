@@ -54,7 +54,8 @@ def test_check_exit_status_clean() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["invocation-completed", "model-usage", "tool-invoked", "runtime-usage"]
+    "name",
+    ["invocation-completed", "model-usage", "tool-invoked", "runtime-usage", "request-throttled"],
 )
 def test_sample_event_matches_schema(name: str) -> None:
     envelope = json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))

@@ -16,6 +16,8 @@ import pytest
 from cfnlint.decode.cfn_yaml import load
 from samtranslator.translator.transform import transform
 
+from agentpool.events import DETAIL_TYPES
+
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 TENANT_TAG = "${aws:PrincipalTag/TenantId}"
 
@@ -194,6 +196,11 @@ def test_metering_rule_matches_agentpool_source(resources: dict[str, Any]) -> No
     assert pattern["source"] == ["agentpool"]
 
 
+def test_metering_rule_matches_every_detail_type(resources: dict[str, Any]) -> None:
+    pattern = resources["MeteringRule"]["Properties"]["EventPattern"]
+    assert sorted(pattern["detail-type"]) == sorted(DETAIL_TYPES)
+
+
 def test_metering_rule_on_metering_bus(resources: dict[str, Any]) -> None:
     assert resources["MeteringRule"]["Properties"]["EventBusName"] == {"Ref": "MeteringBus"}
 
@@ -226,7 +233,7 @@ def test_ledger_point_in_time_recovery(resources: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "table_id", ["TenantsTable", "SessionsTable", "LedgerTable", "TotalsTable"]
+    "table_id", ["TenantsTable", "SessionsTable", "LedgerTable", "TotalsTable", "LimitsTable"]
 )
 def test_table_encrypted(resources: dict[str, Any], table_id: str) -> None:
     assert resources[table_id]["Properties"]["SSESpecification"]["SSEEnabled"] is True
@@ -235,7 +242,7 @@ def test_table_encrypted(resources: dict[str, Any], table_id: str) -> None:
 def test_every_table_listed_for_encryption(resources: dict[str, Any]) -> None:
     # Keeps test_table_encrypted's list complete when a table is added.
     tables = set(_of_type(resources, "AWS::DynamoDB::Table"))
-    assert tables == {"TenantsTable", "SessionsTable", "LedgerTable", "TotalsTable"}
+    assert tables == {"TenantsTable", "SessionsTable", "LedgerTable", "TotalsTable", "LimitsTable"}
 
 
 @pytest.mark.parametrize("resource_id", ["UserPool", "TenantsTable", "LedgerTable", "TotalsTable"])

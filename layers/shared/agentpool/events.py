@@ -90,6 +90,14 @@ class ToolInvoked(MeteringEvent):
     decision: Literal["allowed", "denied"]
 
 
+class RequestThrottled(MeteringEvent):
+    """A request that the tenant's rate limit or daily quota rejected. It is never billed."""
+
+    detail_type: Literal["Request Throttled"] = "Request Throttled"
+    limit: Literal["rate", "daily_quota"]
+    retry_after_seconds: NonNegativeInt
+
+
 class RuntimeUsage(MeteringEvent):
     """AgentCore Runtime resource usage of one runtime session over a period."""
 
@@ -100,7 +108,7 @@ class RuntimeUsage(MeteringEvent):
 
 
 AnyEvent = Annotated[
-    InvocationCompleted | ModelUsage | ToolInvoked | RuntimeUsage,
+    InvocationCompleted | ModelUsage | ToolInvoked | RuntimeUsage | RequestThrottled,
     Field(discriminator="detail_type"),
 ]
 EVENT_TYPES: tuple[type[MeteringEvent], ...] = (
@@ -108,6 +116,7 @@ EVENT_TYPES: tuple[type[MeteringEvent], ...] = (
     ModelUsage,
     ToolInvoked,
     RuntimeUsage,
+    RequestThrottled,
 )
 DETAIL_TYPES: tuple[str, ...] = tuple(
     str(model.model_fields["detail_type"].default) for model in EVENT_TYPES

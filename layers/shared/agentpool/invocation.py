@@ -14,13 +14,15 @@ import boto3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentpool import usage as usage_shapes
+from agentpool.admission import Admission, AdmissionControl
 from agentpool.agent_contract import AgentRequest, AgentResponse
 from agentpool.agent_runtime import AgentRuntime
-from agentpool.errors import ForbiddenError, InvalidRequestError, UpstreamError
+from agentpool.errors import ForbiddenError, InvalidRequestError, ThrottledError, UpstreamError
 from agentpool.events import (
     InvocationCompleted,
     MeteringEvent,
     ModelUsage,
+    RequestThrottled,
     ToolInvoked,
     stable_event_id,
 )
@@ -109,8 +111,10 @@ class InvocationService:
         sessions_table: str,
         runtime: AgentRuntime,
         publisher: MeteringPublisher,
+        admission: AdmissionControl,
     ) -> None:
         self._registry = registry
+        self._admission = admission
         self._vending_machine = vending_machine
         self._sessions_table = sessions_table
         self._runtime = runtime
@@ -130,6 +134,10 @@ class InvocationService:
         # more than the tenant's current tier.
         tier = TIERS[tenant.tier]
         scope = TenantScope(tenant.tenant_id, tier.name, caller.user_id)
+        # Before any session or agent work, so that a rejected request costs nothing.
+        admission = self._admission.admit(tenant.tenant_id, tier)
+        if not admission.admitted:
+            self._reject(scope, request_id, admission)
         tenant_session = self._vending_machine.session_for(scope)
         sessions = SessionStore(tenant_session.resource("dynamodb").Table(self._sessions_table))
         session = self._session_for(sessions, caller, request.session_id)
@@ -175,6 +183,40 @@ class InvocationService:
                 "outputTokens": usage.output_tokens,
             },
         )
+
+    def _reject(self, scope: TenantScope, request_id: str, admission: Admission) -> None:
+        """Publish the throttle event of a rejected request and raise ThrottledError."""
+        assert admission.limit is not None  # noqa: S101 - set on every rejection
+        event = RequestThrottled(
+            event_id=stable_event_id(request_id, "throttle"),
+            event_time=datetime.now(UTC),
+            tenant_id=scope.tenant_id,
+            tier=scope.tier,
+            user_id=scope.user_id,
+            request_id=request_id,
+            limit=admission.limit,
+            retry_after_seconds=admission.retry_after_seconds,
+        )
+        try:
+            self._publisher.publish([event])
+        except PublishError as error:
+            logger.error(
+                "throttle event not published",
+                extra={"request_id": request_id, "event_ids": error.event_ids},
+            )
+        logger.info(
+            "request throttled",
+            extra={
+                "request_id": request_id,
+                "tenant_id": scope.tenant_id,
+                "limit": admission.limit,
+            },
+        )
+        if admission.limit == "daily_quota":
+            message = "The tenant's daily request quota is used up; retry after the UTC day ends."
+        else:
+            message = "The tenant's request rate limit is exceeded; retry after Retry-After."
+        raise ThrottledError(message, admission.retry_after_seconds)
 
     def _session_for(
         self, sessions: SessionStore, caller: CallerIdentity, session_id: str | None
@@ -254,4 +296,5 @@ def build_service(settings: Any) -> InvocationService:
         sessions_table=settings.sessions_table,
         runtime=AgentRuntime(settings.agent_runtime_arn, settings.agent_runtime_qualifier),
         publisher=MeteringPublisher(settings.event_bus_name),
+        admission=AdmissionControl(dynamodb.Table(settings.limits_table)),
     )

@@ -28,7 +28,13 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from agentpool.events import InvocationCompleted, ModelUsage, RuntimeUsage, ToolInvoked
+from agentpool.events import (
+    InvocationCompleted,
+    ModelUsage,
+    RequestThrottled,
+    RuntimeUsage,
+    ToolInvoked,
+)
 from agentpool.pricing.rating import RatedEvent
 
 logger = logging.getLogger(__name__)
@@ -87,6 +93,8 @@ def totals_for(rated: RatedEvent) -> dict[tuple[str, str], dict[str, Decimal]]:
         counters["runtime_vcpu_seconds"] = event.vcpu_seconds
         counters["runtime_memory_gb_seconds"] = event.memory_gb_seconds
         breakdown = ("runtime", "agentcore")
+    elif isinstance(event, RequestThrottled):
+        counters["throttled_requests"] = Decimal(1)
     counters = {name: value for name, value in counters.items() if value or name == "events"}
 
     month, day = month_of(rated), day_of(rated)

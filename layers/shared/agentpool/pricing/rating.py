@@ -9,6 +9,7 @@ from agentpool.events import (
     InvocationCompleted,
     MeteringEvent,
     ModelUsage,
+    RequestThrottled,
     RuntimeUsage,
     ToolInvoked,
 )
@@ -89,6 +90,9 @@ def rate_event(event: MeteringEvent, catalog: PriceCatalog) -> RatedEvent:
         return _rate_runtime(event, catalog)
     if isinstance(event, InvocationCompleted):
         return RatedEvent(event, "invocation", ZERO, catalog.version)
+    if isinstance(event, RequestThrottled):
+        # A rejected request did no work, so it is counted and never billed.
+        return RatedEvent(event, "throttle", ZERO, catalog.version)
     raise TypeError(f"no rating rule for {type(event).__name__}")
 
 
