@@ -30,6 +30,7 @@ from typing import Any
 
 import boto3
 
+from agentpool.publisher import MeteringPublisher
 from agentpool_dev.jwt_verifier import CognitoJwtVerifier
 from agentpool_dev.lambda_runner import FunctionSpec, LambdaRunner, base_environment
 from agentpool_dev.local_api import LocalApi
@@ -277,6 +278,10 @@ class LocalStack:
             invoke_function=self.runner.invoke,
             tenant_tier_lookup=self._tenant_tier,
             port=self.ports.gateway,
+            # The Gateway meters every tool call decision on the metering bus.
+            publish_events=MeteringPublisher(
+                self.name("MeteringBus"), client=self.client("events")
+            ).publish,
         )
         gateway.start()
         self._stoppers.append(gateway.stop)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentpool.documents import search_documents
+from agentpool.documents import InvalidDocumentNameError, get_document, search_documents
 from agentpool.identity import TENANT_ID_PATTERN
 from agentpool.registry import TenantRegistry
 from agentpool.tvm import TenantScope, TokenVendingMachine
@@ -37,6 +37,8 @@ class SearchInput(BaseModel):
     max_results: int = Field(default=3, ge=1, le=10)
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
     user_id: str = Field(min_length=1, max_length=128)
+    # The name of one document to return whole instead of searching.
+    document: str | None = Field(default=None, max_length=128)
 
 
 settings = Settings()
@@ -57,8 +59,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {"error": "tenant is not registered or not active"}
     scope = TenantScope(tenant.tenant_id, tenant.tier, search.user_id)
     s3 = vending_machine.session_for(scope).client("s3")
+    if search.document is not None:
+        return _one_document(s3, tenant.tenant_id, search.document)
     hits = search_documents(
         s3, settings.documents_bucket, tenant.tenant_id, search.query, search.max_results
     )
     logger.info("documents searched", extra={"tenant_id": tenant.tenant_id, "hits": len(hits)})
     return {"results": [{"document": h.document, "excerpt": h.excerpt} for h in hits]}
+
+
+def _one_document(s3: Any, tenant_id: str, name: str) -> dict[str, Any]:
+    try:
+        text = get_document(s3, settings.documents_bucket, tenant_id, name)
+    except InvalidDocumentNameError as error:
+        logger.info("invalid document name", extra={"tenant_id": tenant_id})
+        return {"error": str(error)}
+    if text is None:
+        return {"error": "document not found"}
+    logger.info("document read", extra={"tenant_id": tenant_id})
+    return {"document": name, "text": text}

@@ -15,7 +15,11 @@ It serves MCP over streamable HTTP at `POST /mcp` (JSON-RPC 2.0 `initialize`,
   `event` is the tool arguments and `client_context` carries the `bedrockAgentCore*` keys
   that the Gateway passes to Lambda targets.
 
-Every `tools/call` decision is appended to `decisions`.
+Every `tools/call` decision is appended to `decisions` and, when the caller's tenant is
+registered and active, published as one Tool Invoked event through `publish_events`, so
+calls made without the agent are metered too (see agentpool.tool_metering). Each
+`tools/call` gets its own Gateway request id, from which the event id derives together with
+the JSON-RPC id.
 """
 
 from __future__ import annotations
@@ -24,14 +28,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import cedarpy
 
+from agentpool.events import MeteringEvent
 from agentpool.identity import TENANT_CLAIM
+from agentpool.publisher import PublishError
+from agentpool.tool_metering import tool_event
 from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
 from agentpool_dev.jwt_verifier import TokenError
 from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
@@ -57,6 +66,7 @@ INVALID_PARAMS = -32602
 
 InvokeFunction = Callable[[str, dict[str, Any], dict[str, Any]], Any]
 TenantTierLookup = Callable[[str], "str | None"]
+PublishEvents = Callable[[Sequence[MeteringEvent]], None]
 
 
 class TokenVerifier(Protocol):
@@ -73,6 +83,8 @@ class GatewayDecision:
     decision: Literal["allowed", "denied"]
     reason: str
     at: float
+    request_id: str = ""
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,9 @@ class GatewayStandIn(StandInServer):
     `verifier.verify(token)` returns the token's claims or raises TokenError.
     `invoke_function(function_logical_id, event, client_context)` runs a tool's Lambda
     function and returns its JSON result. `tenant_tier_lookup(tenant_id)` returns the tier of
-    an active tenant, or None for an unknown or inactive one.
+    an active tenant, or None for an unknown or inactive one. `publish_events(events)` sends
+    Tool Invoked events to the metering bus and raises PublishError for events it could not
+    send. Without it, decisions are only recorded.
     """
 
     name = "gateway-standin"
@@ -121,12 +135,14 @@ class GatewayStandIn(StandInServer):
         port: int = 0,
         gateway_id: str = "agentpool-gateway-standin",
         policy_path: Path = POLICY_PATH,
+        publish_events: PublishEvents | None = None,
     ) -> None:
         super().__init__(port)
         self.verifier = verifier
         self.invoke_function = invoke_function
         self.tenant_tier_lookup = tenant_tier_lookup
         self.gateway_id = gateway_id
+        self.publish_events = publish_events
         self.policies = policy_path.read_text()
         self.decisions: list[GatewayDecision] = []
         self._lock = threading.Lock()
@@ -214,7 +230,7 @@ class GatewayStandIn(StandInServer):
         Return whether the call is allowed and the ids of the determining policies, which
         cedarpy numbers `policy0`, `policy1`, ... in the order of the policy file.
         """
-        attributes: dict[str, Any] = {}
+        attributes: dict[str, Any] = {"user_id": caller.user_id}
         if caller.tenant_id is not None:
             attributes["tenant_id"] = caller.tenant_id
         if caller.tier is not None:
@@ -245,6 +261,7 @@ class GatewayStandIn(StandInServer):
         # Listing has no call arguments, so it checks whether a call naming the caller's own
         # tenant would be allowed, as AgentCore Policy lists a tool that some call may use.
         own_tenant = {"tenant_id": caller.tenant_id} if caller.tenant_id else {}
+        own_tenant["user_id"] = caller.user_id
         return [
             {
                 "name": tool.mcp_name,
@@ -255,24 +272,59 @@ class GatewayStandIn(StandInServer):
             if self.authorize(caller, tool, own_tenant)[0]
         ]
 
-    def _record(self, caller: GatewayCaller, tool: str, allowed: bool, reason: str) -> None:
+    def _record(
+        self,
+        caller: GatewayCaller,
+        tool: str,
+        allowed: bool,
+        reason: str,
+        call_id: tuple[str, Any],
+    ) -> None:
+        """Record and meter one decision. `call_id` is (Gateway request id, JSON-RPC id)."""
+        request_id, rpc_id = call_id
+        outcome: Literal["allowed", "denied"] = "allowed" if allowed else "denied"
+        event = tool_event(
+            request_id=request_id,
+            tool_call_id=json.dumps(rpc_id),
+            mcp_name=tool,
+            decision=outcome,
+            tenant_id=caller.tenant_id,
+            tier=caller.tier,
+            user_id=caller.user_id,
+            event_time=datetime.now(UTC),
+        )
         decision = GatewayDecision(
             tool=tool,
             tenant_id=caller.tenant_id,
             user_id=caller.user_id,
-            decision="allowed" if allowed else "denied",
+            decision=outcome,
             reason=reason,
             at=time.time(),
+            request_id=request_id,
+            event_id=event.event_id if event else None,
         )
         with self._lock:
             self.decisions.append(decision)
         logger.info(
-            "tool call decided tool=%s tenant_id=%s decision=%s reason=%s",
+            "tool call decided tool=%s tenant_id=%s decision=%s reason=%s request_id=%s",
             tool,
             caller.tenant_id,
             decision.decision,
             reason,
+            request_id,
         )
+        if event is None:
+            logger.info("tool call not metered: no active tenant request_id=%s", request_id)
+        elif self.publish_events is not None:
+            try:
+                self.publish_events([event])
+            except PublishError as error:
+                # The decision stands. The event id is logged, so the event can be sent again.
+                logger.error(
+                    "tool event not published request_id=%s event_ids=%s",
+                    request_id,
+                    error.event_ids,
+                )
 
     def _call_tool(
         self, request_id: Any, params: dict[str, Any], caller: GatewayCaller
@@ -281,9 +333,12 @@ class GatewayStandIn(StandInServer):
         arguments = params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, dict):
             return _rpc_error(request_id, INVALID_PARAMS, "Invalid params: name and arguments")
+        # The Gateway's own id of this request. The caller cannot choose it, so a caller cannot
+        # make two decisions share one event id and have the ledger drop the second.
+        call_id = (str(uuid.uuid4()), request_id)
         tool = tool_for_mcp_name(name)
         if tool is None:
-            self._record(caller, name, allowed=False, reason="unknown tool")
+            self._record(caller, name, allowed=False, reason="unknown tool", call_id=call_id)
             return _rpc_error(request_id, INVALID_PARAMS, f"Unknown tool: {name}")
         allowed, policy_ids = self.authorize(caller, tool, arguments)
         if not allowed:
@@ -293,7 +348,7 @@ class GatewayStandIn(StandInServer):
                 if policy_ids
                 else DENIED_BY_DEFAULT
             )
-            self._record(caller, name, allowed=False, reason=reason)
+            self._record(caller, name, allowed=False, reason=reason, call_id=call_id)
             text = POLICY_DENIED_TEXT.format(reason=reason)
             return _rpc_result(
                 request_id, {"content": [{"type": "text", "text": text}], "isError": True}
@@ -302,11 +357,12 @@ class GatewayStandIn(StandInServer):
             field for field in tool.gateway_input_schema["required"] if field not in arguments
         ]
         if missing:
-            self._record(caller, name, allowed=False, reason="invalid arguments")
+            self._record(caller, name, allowed=False, reason="invalid arguments", call_id=call_id)
             return _rpc_error(
                 request_id, INVALID_PARAMS, f"Invalid arguments: missing {', '.join(missing)}"
             )
-        self._record(caller, name, allowed=True, reason=f"permitted by {', '.join(policy_ids)}")
+        reason = f"permitted by {', '.join(policy_ids)}"
+        self._record(caller, name, allowed=True, reason=reason, call_id=call_id)
         client_context = {
             "custom": {
                 "bedrockAgentCoreToolName": name,

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_DOCUMENTS = 50
+# One file name in the tenant's documents folder: no "/" (so no other folder or tenant) and no
+# "..", starting with a letter or digit.
+DOCUMENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,127}$")
 MAX_DOCUMENT_BYTES = 64 * 1024
 EXCERPT_CHARS = 400
 
@@ -19,6 +22,37 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 def documents_prefix(tenant_id: str) -> str:
     return f"tenants/{tenant_id}/documents/"
+
+
+class InvalidDocumentNameError(ValueError):
+    """A document name that is not one file name inside the tenant's documents folder."""
+
+
+def document_key(tenant_id: str, name: str) -> str:
+    """Return the S3 key of document `name` of the tenant, raising InvalidDocumentNameError."""
+    if not DOCUMENT_NAME_PATTERN.fullmatch(name):
+        raise InvalidDocumentNameError(
+            "document must be a file name of letters, digits, '.', '_' and '-' (at most 128), "
+            "with no '/' and no '..'"
+        )
+    return documents_prefix(tenant_id) + name
+
+
+def get_document(s3_client: Any, bucket: str, tenant_id: str, name: str) -> str | None:
+    """Return the text (up to MAX_DOCUMENT_BYTES) of one of the tenant's documents, or None.
+
+    The key is built from the tenant id and a validated name, so it is always inside the
+    tenant's own prefix. The tenant-scoped credentials allow no other prefix either.
+    """
+    key = document_key(tenant_id, name)
+    try:
+        body = s3_client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes=0-{MAX_DOCUMENT_BYTES - 1}"
+        )
+    except s3_client.exceptions.NoSuchKey:
+        return None
+    text: str = body["Body"].read().decode("utf-8", errors="replace")
+    return text
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from agentpool.events import (
     MeteringEvent,
     ModelUsage,
     RequestThrottled,
-    ToolInvoked,
     stable_event_id,
 )
 from agentpool.identity import CallerIdentity
@@ -238,7 +237,11 @@ class InvocationService:
         response: AgentResponse | None,
         latency_ms: int,
     ) -> None:
-        """Publish the invocation, model usage and tool events, even when the agent failed."""
+        """Publish the invocation and model usage events, even when the agent failed.
+
+        Tool calls are metered by the Gateway, which sees every call, including calls made
+        without the agent, so they are not published here.
+        """
         now = datetime.now(UTC)
         common: dict[str, Any] = {
             "event_time": now,
@@ -265,15 +268,6 @@ class InvocationService:
                     model_id=response.model_id or model_id,
                     usage=usage_shapes.from_converse(response.usage),
                     model_calls=response.model_calls,
-                    **common,
-                )
-            )
-        for index, call in enumerate(response.tool_calls if response else ()):
-            events.append(
-                ToolInvoked(
-                    event_id=stable_event_id(request_id, "tool", index),
-                    tool=call.tool.value,
-                    decision=call.decision,
                     **common,
                 )
             )

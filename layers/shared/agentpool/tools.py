@@ -50,6 +50,16 @@ _QUERY_SCHEMA: dict[str, Any] = {
     },
     "required": ["query"],
 }
+_DOCUMENT_SEARCH_SCHEMA: dict[str, Any] = {
+    **_QUERY_SCHEMA,
+    "properties": {
+        **_QUERY_SCHEMA["properties"],
+        "document": {
+            "type": "string",
+            "description": "Name of one document to return whole, as listed in search results.",
+        },
+    },
+}
 
 GATEWAY_TOOLS: dict[Tool, GatewayTool] = {
     Tool.DOCUMENT_SEARCH: GatewayTool(
@@ -57,8 +67,10 @@ GATEWAY_TOOLS: dict[Tool, GatewayTool] = {
         target_name="document-search",
         tool_name="search_documents",
         function_logical_id="DocumentSearchFunction",
-        description="Search the clinic's or hospital's own documents.",
-        model_input_schema=_QUERY_SCHEMA,
+        description=(
+            "Search the clinic's or hospital's own documents, or return one document by name."
+        ),
+        model_input_schema=_DOCUMENT_SEARCH_SCHEMA,
     ),
     Tool.WEB_SEARCH: GatewayTool(
         tool=Tool.WEB_SEARCH,
