@@ -102,6 +102,8 @@ class TemplatePolicies:
         agentcore = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT_ID}"
         if (resource_type, attribute) == ("AWS::BedrockAgentCore::Runtime", "AgentRuntimeArn"):
             return f"{agentcore}:runtime/{self.physical_name(logical_id)}"
+        if (resource_type, attribute) == ("AWS::BedrockAgentCore::Memory", "MemoryArn"):
+            return f"{agentcore}:memory/{self.physical_name(logical_id)}"
         if (resource_type, attribute) == (
             "AWS::BedrockAgentCore::RuntimeEndpoint",
             "AgentRuntimeEndpointArn",

@@ -48,6 +48,14 @@ LEDGER_INDEX_ARN = f"{TEMPLATE.arn('LedgerTable')}/index/by-event-time"
 # policy fails test_matrix_covers_every_tenant_action until rows for it are added.
 DYNAMODB_ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
 DYNAMODB_QUERY_ACTIONS = ["dynamodb:Query"]
+MEMORY_EVENT_ACTIONS = [
+    "bedrock-agentcore:CreateEvent",
+    "bedrock-agentcore:GetEvent",
+    "bedrock-agentcore:ListEvents",
+]
+MEMORY_RECORD_ACTIONS = ["bedrock-agentcore:RetrieveMemoryRecords"]
+# AgentCore Memory actor id of the tenant role session's user: "<TenantId>:<UserId>".
+OWN_ACTOR = f"{TENANT}:user-1"
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,50 @@ def tenant_data_rows() -> list[Row]:
     for case, prefix, expected, tag in list_cases:
         keys = {} if prefix is None else {"s3__prefix": prefix}
         rows.append(tenant_row(case, "s3:ListBucket", BUCKET_ARN, expected, tag, **keys))
+    rows += memory_rows()
+    return rows
+
+
+def granted_resources(action: str) -> list[str]:
+    """Resources of the TenantAccessRole statements that allow `action`."""
+    return [
+        resource
+        for policy in TEMPLATE.role_policies("TenantAccessRole")
+        for statement in policy["policy"]["Statement"]
+        if statement["Effect"] == "Allow" and action in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    ]
+
+
+def memory_rows() -> list[Row]:
+    """Rows for the AgentCore Memory actions, when the role's policy grants them."""
+    rows: list[Row] = []
+    actor_cases: list[tuple[str, str | None, str, str | None]] = [
+        ("own actor", OWN_ACTOR, ALLOWED, TENANT),
+        ("other tenant actor", f"{OTHER_TENANT}:user-1", DENIED, TENANT),
+        ("same tenant other user", f"{TENANT}:user-2", DENIED, TENANT),
+        ("prefix twin actor", f"{PREFIX_TWIN}:user-1", DENIED, TENANT),
+        ("no actor id", None, DENIED, TENANT),
+        ("no tenant tag", OWN_ACTOR, DENIED, None),
+    ]
+    for action in MEMORY_EVENT_ACTIONS:
+        for resource in granted_resources(action):
+            for case, actor, expected, tag in actor_cases:
+                keys = {} if actor is None else {"bedrock-agentcore__actorId": actor}
+                rows.append(tenant_row(case, action, resource, expected, tag, **keys))
+    namespace_cases: list[tuple[str, str | None, str, str | None]] = [
+        ("own namespace", f"/actor/{OWN_ACTOR}/", ALLOWED, TENANT),
+        ("other tenant namespace", f"/actor/{OTHER_TENANT}:user-1/", DENIED, TENANT),
+        ("same tenant other user", f"/actor/{TENANT}:user-2/", DENIED, TENANT),
+        ("all actors", "/actor/", DENIED, TENANT),
+        ("no namespace", None, DENIED, TENANT),
+        ("no tenant tag", f"/actor/{OWN_ACTOR}/", DENIED, None),
+    ]
+    for action in MEMORY_RECORD_ACTIONS:
+        for resource in granted_resources(action):
+            for case, namespace, expected, tag in namespace_cases:
+                keys = {} if namespace is None else {"bedrock-agentcore__namespace": namespace}
+                rows.append(tenant_row(case, action, resource, expected, tag, **keys))
     return rows
 
 
