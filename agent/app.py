@@ -8,6 +8,10 @@ Environment:
 - `GATEWAY_URL` (required): the Gateway's MCP endpoint, for example `https://.../mcp`.
 - `AGENT_MAX_MODEL_CALLS` (default 4): model calls allowed in one invocation.
 - `GATEWAY_TIMEOUT_SECONDS` (default 30): timeout of one Gateway request.
+- `MEMORY_ID` and `TENANT_ACCESS_ROLE_ARN` (both or neither): the AgentCore Memory that keeps
+  each session's conversation history, and the role that the agent assumes through the Token
+  Vending Machine with the request's tenant, tier and user as session tags, so that it reads
+  and writes memory only as that user. Without them the agent keeps no history.
 - `PORT` or `AGENT_PORT` (default 8080): the port for `python -m agent.app`. AgentCore
   Runtime requires 8080.
 - `AWS_REGION` and, on the local stack, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, read by boto3.
@@ -26,12 +30,15 @@ from typing import Any
 import boto3
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.loop import ConverseLoop, tools_for
 from agent.mcp_client import McpClient, McpError
 from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse
+from agentpool.memory import ConversationMemory
 from agentpool.tiers import TIERS
+from agentpool.tvm import TenantScope, TokenVendingMachine
 
 logger = logging.getLogger("agentpool.agent")
 
@@ -44,6 +51,8 @@ class AgentSettings(BaseModel):
     gateway_url: str = Field(min_length=1)
     max_model_calls: int = Field(default=4, ge=1, le=20)
     gateway_timeout_seconds: float = Field(default=30.0, gt=0)
+    memory_id: str | None = None
+    tenant_access_role_arn: str | None = None
 
 
 class SettingsError(Exception):
@@ -55,8 +64,17 @@ def load_settings() -> AgentSettings:
     gateway_url = os.environ.get("GATEWAY_URL", "")
     if not gateway_url:
         raise SettingsError("GATEWAY_URL is not set: set it to the Gateway's MCP endpoint URL")
+    memory_id = os.environ.get("MEMORY_ID") or None
+    role_arn = os.environ.get("TENANT_ACCESS_ROLE_ARN") or None
+    if (memory_id is None) != (role_arn is None):
+        raise SettingsError(
+            "MEMORY_ID and TENANT_ACCESS_ROLE_ARN must be set together: set both to keep "
+            "conversation history, or neither"
+        )
     try:
         return AgentSettings(
+            memory_id=memory_id,
+            tenant_access_role_arn=role_arn,
             gateway_url=gateway_url,
             max_model_calls=int(os.environ.get("AGENT_MAX_MODEL_CALLS", "4")),
             gateway_timeout_seconds=float(os.environ.get("GATEWAY_TIMEOUT_SECONDS", "30")),
@@ -90,6 +108,65 @@ def bedrock_client() -> Any:
                 config=Config(connect_timeout=5, read_timeout=120, retries={"mode": "standard"}),
             )
         return _clients[key]
+
+
+_vending_machines: dict[str, TokenVendingMachine] = {}
+
+
+def conversation_memory(
+    settings: AgentSettings, request: AgentRequest
+) -> ConversationMemory | None:
+    """Return the memory client of the request's user, on tenant-scoped credentials, if any.
+
+    The agent trusts tenant, tier and user in the payload because only the invoke function
+    may call the runtime (agentpool.agent_contract).
+    """
+    if settings.memory_id is None or settings.tenant_access_role_arn is None:
+        return None
+    with _clients_lock:
+        vending_machine = _vending_machines.get(settings.tenant_access_role_arn)
+        if vending_machine is None:
+            vending_machine = TokenVendingMachine(settings.tenant_access_role_arn)
+            _vending_machines[settings.tenant_access_role_arn] = vending_machine
+    scope = TenantScope(request.tenant_id, request.tier, request.user_id)
+    try:
+        client = vending_machine.session_for(scope).client("bedrock-agentcore")
+    except (ClientError, BotoCoreError) as error:
+        # The request is still answered, without history.
+        logger.warning(
+            "tenant credentials for memory failed request_id=%s error=%s",
+            request.request_id,
+            type(error).__name__,
+        )
+        return None
+    return ConversationMemory(client, settings.memory_id)
+
+
+def load_history(memory: ConversationMemory | None, request: AgentRequest) -> list[dict[str, Any]]:
+    """Return the session's earlier turns, or none when memory is off or cannot be read."""
+    if memory is None:
+        return []
+    try:
+        return memory.history(request.tenant_id, request.user_id, request.session_id)
+    except (ClientError, BotoCoreError, ValueError) as error:
+        # The request is still answered, without history.
+        logger.warning(
+            "memory read failed request_id=%s error=%s", request.request_id, type(error).__name__
+        )
+        return []
+
+
+def save_turn(memory: ConversationMemory | None, request: AgentRequest, answer: str) -> None:
+    if memory is None or not answer:
+        return
+    try:
+        memory.append_turn(
+            request.tenant_id, request.user_id, request.session_id, request.prompt, answer
+        )
+    except (ClientError, BotoCoreError, ValueError) as error:
+        logger.warning(
+            "memory write failed request_id=%s error=%s", request.request_id, type(error).__name__
+        )
 
 
 def _failed(model_id: str, code: str, message: str) -> dict[str, Any]:
@@ -153,7 +230,11 @@ def handle(payload: Any, runtime_session_id: str | None) -> dict[str, Any]:
                     request.request_id,
                     tool.tool.value,
                 )
-    loop = ConverseLoop(request, tools, bedrock_client(), gateway, settings.max_model_calls)
+    memory = conversation_memory(settings, request)
+    history = load_history(memory, request)
+    loop = ConverseLoop(
+        request, tools, bedrock_client(), gateway, settings.max_model_calls, history=history
+    )
     try:
         response = loop.run()
     except Exception as error:
@@ -165,6 +246,8 @@ def handle(payload: Any, runtime_session_id: str | None) -> dict[str, Any]:
         response = loop.response(
             error=AgentError(code="internal_error", message=f"agent failed: {type(error).__name__}")
         )
+    if response.output is not None and response.error is None:
+        save_turn(memory, request, response.output)
     logger.info(
         "invocation finished request_id=%s model_calls=%d tool_calls=%d error=%s",
         request.request_id,

@@ -89,14 +89,17 @@ class ConverseLoop:
         bedrock: Any,
         gateway: ToolGateway,
         max_model_calls: int,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
         self.request = request
         self.tools = tools
         self.bedrock = bedrock
         self.gateway = gateway
         self.max_model_calls = max_model_calls
+        # Earlier turns of the session come first, as alternating user and assistant messages.
         self.messages: list[dict[str, Any]] = [
-            {"role": "user", "content": [{"text": request.prompt}]}
+            *(history or []),
+            {"role": "user", "content": [{"text": request.prompt}]},
         ]
         self.usage: dict[str, Any] = {}
         self.model_calls = 0

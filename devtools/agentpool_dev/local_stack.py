@@ -291,12 +291,16 @@ class LocalStack:
             self.resources.attributes[(logical_id, "GatewayUrl")] = f"{gateway.url}/mcp"
 
     def _start_agent(self) -> None:
+        assert self.resources is not None  # noqa: S101
         env = {
             **base_environment(),
             **self._aws_environment(),
             "PORT": str(self.ports.agent),
             "AGENT_PORT": str(self.ports.agent),
             "GATEWAY_URL": f"{self.gateway.url}/mcp",
+            # The agent keeps conversation history in the Memory stand-in, as the tenant's user.
+            "MEMORY_ID": self.resources.lookup("Memory", "MemoryId"),
+            "TENANT_ACCESS_ROLE_ARN": self.resources.lookup("TenantAccessRole", "Arn"),
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "layers" / "shared"), str(REPO_ROOT)]),
         }
         log = self._log("agent")

@@ -121,9 +121,10 @@ class Provisioner:
                 "GatewayIdentifier": "agentpool-gateway-standin",
                 "GatewayUrl": STANDIN_GATEWAY_URL,
             },
+            # A memory id ends in "-" and 10 characters, as the service model's pattern requires.
             "AWS::BedrockAgentCore::Memory": {
-                "MemoryArn": f"{prefix}:memory/agentpool_memory_standin",
-                "MemoryId": "agentpool_memory_standin",
+                "MemoryArn": f"{prefix}:memory/agentpool_memory_standin-0123456789",
+                "MemoryId": "agentpool_memory_standin-0123456789",
             },
             "AWS::BedrockAgentCore::PolicyEngine": {
                 "PolicyEngineArn": f"{prefix}:policy-engine/agentpool_policy_standin",

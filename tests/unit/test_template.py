@@ -17,6 +17,7 @@ from cfnlint.decode.cfn_yaml import load
 from samtranslator.translator.transform import transform
 
 from agentpool.events import DETAIL_TYPES
+from agentpool.memory import actor_id, namespace
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 TENANT_TAG = "${aws:PrincipalTag/TenantId}"
@@ -334,3 +335,21 @@ def test_user_pool_attribute_immutable(resources: dict[str, Any], attribute: str
 def test_client_cannot_write_attribute(resources: dict[str, Any], attribute: str) -> None:
     write_attributes = resources["UserPoolClient"]["Properties"]["WriteAttributes"]
     assert attribute not in write_attributes
+
+
+def test_tenant_role_memory_events_scoped_to_actor(resources: dict[str, Any]) -> None:
+    statement = _statement(_tenant_policy(resources), "OwnUserMemoryEvents")
+    tags = {"TenantId": "abc-de", "UserId": "f"}
+    condition = statement["Condition"]["StringEquals"]["bedrock-agentcore:actorId"]
+    for key, value in tags.items():
+        condition = condition.replace(f"${{aws:PrincipalTag/{key}}}", value)
+    assert condition == actor_id("abc-de", "f")
+
+
+def test_tenant_role_memory_records_scoped_to_namespace(resources: dict[str, Any]) -> None:
+    statement = _statement(_tenant_policy(resources), "OwnUserMemoryRecords")
+    tags = {"TenantId": "abc-de", "UserId": "f"}
+    condition = statement["Condition"]["StringEquals"]["bedrock-agentcore:namespace"]
+    for key, value in tags.items():
+        condition = condition.replace(f"${{aws:PrincipalTag/{key}}}", value)
+    assert condition == namespace("abc-de", "f")

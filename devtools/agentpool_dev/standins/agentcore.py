@@ -8,6 +8,8 @@ It serves two operations of the botocore service model bedrock-agentcore 2024-02
   comes back with status 200, so `invoke_agent_runtime(...)["response"].read()` returns it.
 - InvokeWebSearch, `POST /web-search/{webSearchId}/invoke`, with canned results that state
   that they come from a stand-in.
+- the AgentCore Memory operations of `memory` (agentpool_dev.standins.memory), because boto3
+  sends them to the same bedrock-agentcore endpoint.
 
 Each invocation is recorded with its runtime session id and wall-clock seconds, which is what
 AgentCore Runtime bills by. A real runtime session stays alive between invocations and bills
@@ -34,6 +36,7 @@ from agentpool_dev.standins.http import (
     aws_error,
     json_response,
 )
+from agentpool_dev.standins.memory import MemoryStandIn
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +109,10 @@ class AgentCoreStandIn(StandInServer):
         agent_url: str,
         port: int = 0,
         agent_timeout_seconds: float = DEFAULT_AGENT_TIMEOUT_SECONDS,
+        memory: MemoryStandIn | None = None,
     ) -> None:
         super().__init__(port)
+        self.memory = memory or MemoryStandIn()
         self.agent_url = agent_url.rstrip("/")
         self.agent_timeout_seconds = agent_timeout_seconds
         self.records: list[RuntimeInvocationRecord] = []
@@ -145,6 +150,8 @@ class AgentCoreStandIn(StandInServer):
             )
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        if self.memory.handles(request):
+            return self.memory.handle(request)
         parts = request.path.split("/")
         if request.method != "POST":
             return aws_error(404, "UnknownOperationException", f"{request.method} {request.path}")
