@@ -61,6 +61,10 @@ integration: $(STAMP)
 security: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest tests/security
 
+# Benchmarks, never part of `make test`: about 10 minutes on 2 cores. Rewrites docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
 # Needs no AWS account: `sam validate --lint` runs cfn-lint locally and sends nothing to AWS.
 # SAM CLI still loads the AWS profile, so AWS_PROFILE is unset in case it names a missing one.
 # cfn-lint's informational checks are on so that every stateful resource states what happens to

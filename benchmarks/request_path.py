@@ -150,6 +150,7 @@ def summarize_run(samples: list[Sample], records: dict[str, dict[str, Any]]) -> 
         "sdk_wall_ms_p50": percentile([r["sdk_wall_ms"] for _, r in probed], 0.5),
         "agent_wall_ms_p50": percentile([r["agent_wall_ms"] for _, r in probed], 0.5),
         "aws_calls_per_request": sum(calls.values()) / len(probed),
+        "metering_events_per_request": sum(r["events_published"] for _, r in probed) / len(probed),
         "aws_calls_by_operation": {
             name: count / len(probed) for name, count in sorted(calls.items())
         },

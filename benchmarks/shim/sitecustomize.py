@@ -13,6 +13,7 @@ so that each invocation appends one JSON line to the file:
 - `sdk_cpu_ms` and `sdk_wall_ms`: the same clocks inside botocore's
   `BaseClient._make_api_call` (serialize, sign, send, wait, parse) of every AWS call except
   InvokeAgentRuntime;
+- `events_published`: the entries of every PutEvents call, which EventBridge bills one by one;
 - `calls`: AWS API calls by `service.Operation`, counted once per call (botocore retries of a
   call are not counted again).
 
@@ -36,11 +37,16 @@ HANDLER_NAME = "lambda_handler"
 _calls: Counter[str] = Counter()
 _agent = {"wall": 0.0, "cpu": 0.0}
 _sdk = {"cpu": 0.0, "wall": 0.0}
+_published = {"entries": 0}
 AGENT_OPERATION = "InvokeAgentRuntime"
 
 
 def _count_call(model: Any, **_: Any) -> None:
     _calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+
+def _count_entries(params: dict[str, Any], **_: Any) -> None:
+    _published["entries"] += len(params.get("Entries") or [])
 
 
 def _install_call_counter() -> None:
@@ -52,6 +58,7 @@ def _install_call_counter() -> None:
     def init_and_register(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self.register("before-call", _count_call)
+        self.register("before-parameter-build.events.PutEvents", _count_entries)
 
     botocore.session.Session.__init__ = init_and_register
 
@@ -95,6 +102,7 @@ def _timed_handler(handler: Any) -> Any:
         _calls.clear()
         _agent.update(wall=0.0, cpu=0.0)
         _sdk.update(cpu=0.0, wall=0.0)
+        _published.update(entries=0)
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             return handler(event, context)
@@ -110,6 +118,7 @@ def _timed_handler(handler: Any) -> Any:
                 "agent_cpu_ms": _agent["cpu"] * 1000,
                 "sdk_cpu_ms": _sdk["cpu"] * 1000,
                 "sdk_wall_ms": _sdk["wall"] * 1000,
+                "events_published": _published["entries"],
                 "calls": dict(_calls),
             }
             assert RECORDS_PATH is not None  # noqa: S101 - the probe is on only when set
