@@ -211,6 +211,9 @@ class FakeDynamoDB:
         self.fail = fail
         self.calls: list[list[str]] = []
 
+    def query(self, **params: Any) -> dict[str, Any]:
+        return {"Items": []}  # no month is issued
+
     def transact_write_items(self, **params: Any) -> dict[str, Any]:
         ids = [a["Put"]["Item"]["event_id"]["S"] for a in params["TransactItems"] if "Put" in a]
         self.calls.append(ids)

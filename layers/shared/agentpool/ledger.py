@@ -12,6 +12,13 @@ entry not existing, so a duplicate delivery cancels the transaction before any t
 Totals of one batch are summed per item before writing, so a batch of events updates each
 total item once. Tier totals are spread over `TIER_SHARDS` items per period, because every
 event of a tier would otherwise write to one item and hit DynamoDB's per-item write rate.
+
+Totals are kept by billing month. An event is billed in the month of its event time (UTC)
+unless that month's report is issued (see `agentpool.billing_periods`). Then it is billed in
+the first open month as an adjustment: its ledger entry keeps its event time and names the
+original month in `adjustment_of_month`, its amount goes to the billing month's totals and
+to a `month#<billing month>#adjustment#<original month>` item, and no total of the issued
+month moves. Each transaction checks that the months it bills are still open.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
+from agentpool.billing_periods import BillingPeriods, billing_month, issued_key
 from agentpool.events import (
     InvocationCompleted,
     ModelUsage,
@@ -43,6 +51,8 @@ logger = logging.getLogger(__name__)
 MAX_TRANSACTION_ITEMS = 100
 TIER_SHARDS = 8
 MAX_ATTEMPTS = 4
+# How often one `record` call re-reads the issued months after a month became issued under it.
+MAX_PERIOD_REFRESHES = 3
 
 _serializer = TypeSerializer()
 
@@ -65,13 +75,33 @@ def tier_shard_of(event_id: str) -> int:
     return digest[0] % TIER_SHARDS
 
 
-def totals_for(rated: RatedEvent) -> dict[tuple[str, str], dict[str, Decimal]]:
-    """Return the counters that `rated` adds, keyed by the (pk, sk) of each totals item."""
+@dataclass(frozen=True)
+class Posting:
+    """A rated event with the month whose totals it adds to."""
+
+    rated: RatedEvent
+    billing_month: str
+
+    @property
+    def event_id(self) -> str:
+        return self.rated.event.event_id
+
+    @property
+    def adjustment_of_month(self) -> str | None:
+        """The event's own month when it is billed in a later month, else None."""
+        event_month = month_of(self.rated)
+        return event_month if event_month != self.billing_month else None
+
+
+def _counters(rated: RatedEvent) -> tuple[dict[str, Decimal], tuple[str, str] | None]:
+    """Return the counters an event adds and its breakdown (kind, name), if it has one."""
     event = rated.event
+    if rated.rerate_of is not None:
+        # A re-rating changes only the amount of an event that is already counted.
+        return {"cost_usd": rated.amount_usd, "rerate_usd": rated.amount_usd}, _breakdown(rated)
     counters: dict[str, Decimal] = {"events": Decimal(1), "cost_usd": rated.amount_usd}
     if not rated.priced:
         counters["unpriced_events"] = Decimal(1)
-    breakdown: tuple[str, str] | None = None
     if isinstance(event, InvocationCompleted):
         counters["invocations"] = Decimal(1)
         if event.status == "failed":
@@ -85,42 +115,73 @@ def totals_for(rated: RatedEvent) -> dict[tuple[str, str], dict[str, Decimal]]:
         counters["cache_write_tokens"] = Decimal(
             usage.cache_write_5m_tokens + usage.cache_write_1h_tokens
         )
-        breakdown = ("model", event.model_id)
     elif isinstance(event, ToolInvoked):
         counters["tool_denials" if event.decision == "denied" else "tool_calls"] = Decimal(1)
-        breakdown = ("tool", event.tool)
     elif isinstance(event, RuntimeUsage):
         counters["runtime_vcpu_seconds"] = event.vcpu_seconds
         counters["runtime_memory_gb_seconds"] = event.memory_gb_seconds
-        breakdown = ("runtime", "agentcore")
     elif isinstance(event, RequestThrottled):
         counters["throttled_requests"] = Decimal(1)
     counters = {name: value for name, value in counters.items() if value or name == "events"}
+    return counters, _breakdown(rated)
 
-    month, day = month_of(rated), day_of(rated)
+
+def _breakdown(rated: RatedEvent) -> tuple[str, str] | None:
+    event = rated.event
+    if isinstance(event, ModelUsage):
+        return ("model", event.model_id)
+    if isinstance(event, ToolInvoked):
+        return ("tool", event.tool)
+    if isinstance(event, RuntimeUsage):
+        return ("runtime", "agentcore")
+    return None
+
+
+def totals_for(
+    rated: RatedEvent, billed_in: str | None = None
+) -> dict[tuple[str, str], dict[str, Decimal]]:
+    """Return the counters that `rated` adds, keyed by the (pk, sk) of each totals item.
+
+    `billed_in` is the billing month (YYYY-MM), by default the month of the event time. The
+    tenant's month item also gets `committed_usd`, which budget reservations add to.
+    """
+    event = rated.event
+    counters, breakdown = _counters(rated)
+    event_month = month_of(rated)
+    month = billed_in or event_month
     tenant, tier_pk = event.tenant_id, tier_partition(event.tier, tier_shard_of(event.event_id))
     keys = [
         (tenant, f"month#{month}"),
-        (tenant, f"day#{day}"),
         (tenant, f"month#{month}#user#{event.user_id}"),
         (tier_pk, f"month#{month}"),
-        (tier_pk, f"day#{day}"),
     ]
+    if month == event_month:
+        keys += [(tenant, f"day#{day_of(rated)}"), (tier_pk, f"day#{day_of(rated)}")]
+    else:
+        counters["adjustment_usd"] = rated.amount_usd
+        keys += [
+            (tenant, f"month#{month}#adjustment#{event_month}"),
+            (tier_pk, f"month#{month}#adjustment#{event_month}"),
+        ]
     if breakdown:
         kind, name = breakdown
         keys.append((tenant, f"month#{month}#{kind}#{name}"))
         keys.append((tier_pk, f"month#{month}#{kind}#{name}"))
     # Each key gets its own dict, so a caller that changes one total cannot change another.
-    return {key: dict(counters) for key in keys}
+    totals = {key: dict(counters) for key in keys}
+    totals[(tenant, f"month#{month}")]["committed_usd"] = rated.amount_usd
+    return totals
 
 
-def ledger_item(rated: RatedEvent) -> dict[str, Any]:
+def ledger_item(rated: RatedEvent, billed_in: str | None = None) -> dict[str, Any]:
     event = rated.event
+    month = month_of(rated)
     item: dict[str, Any] = {
         "tenant_id": event.tenant_id,
         "event_id": event.event_id,
         "event_time": event.event_time.isoformat().replace("+00:00", "Z"),
-        "month": month_of(rated),
+        "month": month,
+        "billing_month": billed_in or month,
         "day": day_of(rated),
         "tier": event.tier,
         "user_id": event.user_id,
@@ -132,9 +193,16 @@ def ledger_item(rated: RatedEvent) -> dict[str, Any]:
         "catalog_version": rated.catalog_version,
         "quantities": rated.quantities,
         "unit_prices": rated.unit_prices,
+        # The whole event, so that `agentpool rerate` can price it again. Metering events
+        # contain ids and quantities only, never prompts or answers.
+        "event": event.model_dump_json(),
     }
+    if billed_in and billed_in != month:
+        item["adjustment_of_month"] = month
     if rated.unpriced_reason:
         item["unpriced_reason"] = rated.unpriced_reason
+    if rated.rerate_of:
+        item["rerate_of"] = rated.rerate_of
     return item
 
 
@@ -154,6 +222,7 @@ class Ledger:
         self._client = dynamodb_client
         self._ledger_table = ledger_table
         self._totals_table = totals_table
+        self.periods = BillingPeriods(dynamodb_client, totals_table)
         self.transactions = 0
 
     def record(self, events: Iterable[RatedEvent]) -> RecordResult:
@@ -170,13 +239,18 @@ class Ledger:
                 result.duplicates.append(rated.event.event_id)
             else:
                 distinct[rated.event.event_id] = rated
-        for chunk in _chunks(list(distinct.values())):
+        if not distinct:
+            return result
+        issued = self.periods.issued_months()
+        postings = [Posting(r, billing_month(month_of(r), issued)) for r in distinct.values()]
+        for chunk in _chunks(postings):
             self._record_chunk(chunk, result)
         return result
 
-    def _record_chunk(self, chunk: list[RatedEvent], result: RecordResult) -> None:
+    def _record_chunk(self, chunk: list[Posting], result: RecordResult) -> None:
         pending = list(chunk)
         failed_attempts = 0
+        refreshes = 0
         while pending:
             try:
                 self._transact(pending)
@@ -184,14 +258,20 @@ class Ledger:
                 code = error.response.get("Error", {}).get("Code")
                 reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
                 duplicates = {
-                    pending[index].event.event_id
+                    pending[index].event_id
                     for index, reason in enumerate(reasons[: len(pending)])
                     if reason == "ConditionalCheckFailed"
                 }
                 if duplicates:
                     # Dropping duplicates shrinks `pending`, so it needs no attempt of its own.
                     result.duplicates.extend(sorted(duplicates))
-                    pending = [r for r in pending if r.event.event_id not in duplicates]
+                    pending = [p for p in pending if p.event_id not in duplicates]
+                    continue
+                if "ConditionalCheckFailed" in reasons and refreshes < MAX_PERIOD_REFRESHES:
+                    # A billed month was issued after this call read the issued months, so
+                    # the chunk is billed again, in the months that are open now.
+                    refreshes += 1
+                    pending = self._rebill(pending)
                     continue
                 if code in _ITEM_ERROR_CODES or "ValidationError" in reasons:
                     self._split_and_record(pending, result, code)
@@ -207,41 +287,57 @@ class Ledger:
                 )
                 time.sleep(0.05 * 2**failed_attempts)
                 continue
-            result.recorded.extend(r.event.event_id for r in pending)
+            result.recorded.extend(p.event_id for p in pending)
             return
-        result.failed.extend(r.event.event_id for r in pending)
+        result.failed.extend(p.event_id for p in pending)
+
+    def _rebill(self, postings: list[Posting]) -> list[Posting]:
+        issued = self.periods.issued_months()
+        logger.info("billing month issued during a batch, rebilling", extra={"issued": len(issued)})
+        return [Posting(p.rated, billing_month(month_of(p.rated), issued)) for p in postings]
 
     def _split_and_record(
-        self, events: list[RatedEvent], result: RecordResult, code: str | None
+        self, postings: list[Posting], result: RecordResult, code: str | None
     ) -> None:
         """Record halves of a transaction that DynamoDB rejected for one of its items.
 
-        Halving isolates the rejected event in about 2 * log2(len(events)) more calls, so one bad
-        event fails alone instead of taking its whole batch to the dead-letter queue.
+        Halving isolates the rejected event in about 2 * log2(len(postings)) more calls, so one
+        bad event fails alone instead of taking its whole batch to the dead-letter queue.
         """
-        if len(events) == 1:
+        if len(postings) == 1:
             logger.warning(
                 "ledger entry rejected",
-                extra={"event_id": events[0].event.event_id, "error_code": code},
+                extra={"event_id": postings[0].event_id, "error_code": code},
             )
-            result.failed.append(events[0].event.event_id)
+            result.failed.append(postings[0].event_id)
             return
-        middle = len(events) // 2
-        self._record_chunk(events[:middle], result)
-        self._record_chunk(events[middle:], result)
+        middle = len(postings) // 2
+        self._record_chunk(postings[:middle], result)
+        self._record_chunk(postings[middle:], result)
 
-    def _transact(self, events: Sequence[RatedEvent]) -> None:
+    def _transact(self, postings: Sequence[Posting]) -> None:
+        # Ledger puts come first, so cancellation reason i belongs to postings[i].
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self._ledger_table,
-                    "Item": _serialize(ledger_item(rated)),
+                    "Item": _serialize(ledger_item(p.rated, p.billing_month)),
                     "ConditionExpression": "attribute_not_exists(event_id)",
                 }
             }
-            for rated in events
+            for p in postings
         ]
-        for (pk, sk), counters in _sum_totals(events).items():
+        for month in sorted({p.billing_month for p in postings}):
+            actions.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._totals_table,
+                        "Key": _serialize(issued_key(month)),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        for (pk, sk), counters in _sum_totals(postings).items():
             names = {f"#c{i}": name for i, name in enumerate(sorted(counters))}
             values = {f":c{i}": counters[name] for i, name in enumerate(sorted(counters))}
             actions.append(
@@ -259,7 +355,7 @@ class Ledger:
             TransactItems=actions,
             # The same token within 10 minutes makes DynamoDB apply the transaction once, so a
             # retry after a timeout whose first call had committed does not double the totals.
-            ClientRequestToken=_request_token(events),
+            ClientRequestToken=_request_token(postings),
         )
         self.transactions += 1
 
@@ -272,35 +368,43 @@ def _serialize(values: dict[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in values.items()}
 
 
-def _sum_totals(events: Iterable[RatedEvent]) -> dict[tuple[str, str], dict[str, Decimal]]:
+def _sum_totals(postings: Iterable[Posting]) -> dict[tuple[str, str], dict[str, Decimal]]:
     summed: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(dict)
-    for rated in events:
-        for key, counters in totals_for(rated).items():
+    for posting in postings:
+        for key, counters in totals_for(posting.rated, posting.billing_month).items():
             target = summed[key]
             for name, value in counters.items():
                 target[name] = target.get(name, Decimal(0)) + value
     return summed
 
 
-def _chunks(events: list[RatedEvent]) -> Iterable[list[RatedEvent]]:
-    """Group events so that each group's ledger puts and total updates fit one transaction."""
-    chunk: list[RatedEvent] = []
+def _chunks(postings: list[Posting]) -> Iterable[list[Posting]]:
+    """Group postings so that each group's puts, checks and updates fit one transaction.
+
+    A billing month's condition check is counted like a totals item, under a key that no
+    totals item has.
+    """
+    chunk: list[Posting] = []
     keys: set[tuple[str, str]] = set()
-    for rated in events:
-        new_keys = set(totals_for(rated)) - keys
+    for posting in postings:
+        own_keys = set(totals_for(posting.rated, posting.billing_month))
+        own_keys.add(("#check", posting.billing_month))
+        new_keys = own_keys - keys
         if chunk and len(chunk) + 1 + len(keys) + len(new_keys) > MAX_TRANSACTION_ITEMS:
             yield chunk
             chunk, keys = [], set()
-            new_keys = set(totals_for(rated))
-        chunk.append(rated)
+            new_keys = own_keys
+        chunk.append(posting)
         keys |= new_keys
     if chunk:
         yield chunk
 
 
-def _request_token(events: Sequence[RatedEvent]) -> str:
-    digest = hashlib.sha256("|".join(r.event.event_id for r in events).encode()).hexdigest()
-    return digest[:36]
+def _request_token(postings: Sequence[Posting]) -> str:
+    # The billing months are part of the token: a chunk billed again in another month is a
+    # different transaction, which DynamoDB would reject under the first one's token.
+    text = "|".join(f"{p.event_id}@{p.billing_month}" for p in postings)
+    return hashlib.sha256(text.encode()).hexdigest()[:36]
 
 
 # Errors caused by the content of one item rather than by the table or by load. Retrying the

@@ -49,6 +49,9 @@ class RatedEvent:
     quantities: dict[str, Decimal] = field(default_factory=dict)
     unit_prices: dict[str, Decimal] = field(default_factory=dict)
     unpriced_reason: str | None = None
+    # Set on a re-rating adjustment: the id of the ledger entry whose amount it corrects.
+    # `amount_usd` is then the difference between the new and the previously billed amount.
+    rerate_of: str | None = None
 
     @property
     def priced(self) -> bool:
