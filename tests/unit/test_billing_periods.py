@@ -63,8 +63,8 @@ def test_late_event_billed_in_next_month(stack: LedgerStack) -> None:
     entry = stack.ledger_table.get_item(Key={"tenant_id": TENANT, "event_id": late.event.event_id})[
         "Item"
     ]
-    assert entry["month"] == "2026-03"
-    assert entry["billing_month"] == "2026-04"
+    assert entry["month"] == "2026-04"
+    assert entry["day"] == "2026-03-14"
     assert entry["adjustment_of_month"] == "2026-03"
     assert entry["event_time"] == "2026-03-14T09:30:00Z"
 

@@ -15,10 +15,11 @@ event of a tier would otherwise write to one item and hit DynamoDB's per-item wr
 
 Totals are kept by billing month. An event is billed in the month of its event time (UTC)
 unless that month's report is issued (see `agentpool.billing_periods`). Then it is billed in
-the first open month as an adjustment: its ledger entry keeps its event time and names the
-original month in `adjustment_of_month`, its amount goes to the billing month's totals and
-to a `month#<billing month>#adjustment#<original month>` item, and no total of the issued
-month moves. Each transaction checks that the months it bills are still open.
+the first open month as an adjustment. Its ledger entry keeps its event time, has the billing
+month as `month` and names the original month in `adjustment_of_month`. Its amount goes to
+the billing month's totals and to a `month#<billing month>#adjustment#<original month>` item,
+and no total of the issued month moves. Each transaction checks that the months it bills are
+still open.
 """
 
 from __future__ import annotations
@@ -174,14 +175,18 @@ def totals_for(
 
 
 def ledger_item(rated: RatedEvent, billed_in: str | None = None) -> dict[str, Any]:
+    """Build the ledger entry of `rated`, billed in `billed_in` (YYYY-MM, default its month).
+
+    `month` is the billing month, which the monthly report reads. An entry billed after its
+    own month names that month in `adjustment_of_month`; `event_time` and `day` stay its own.
+    """
     event = rated.event
     month = month_of(rated)
     item: dict[str, Any] = {
         "tenant_id": event.tenant_id,
         "event_id": event.event_id,
         "event_time": event.event_time.isoformat().replace("+00:00", "Z"),
-        "month": month,
-        "billing_month": billed_in or month,
+        "month": billed_in or month,
         "day": day_of(rated),
         "tier": event.tier,
         "user_id": event.user_id,
