@@ -5,6 +5,9 @@ a batch go to the ledger in one `Ledger.record` call, which writes each distinct
 once. A message is reported in `batchItemFailures`, so that SQS delivers it again, when it is
 malformed or when the ledger reports its event as failed. After `maxReceiveCount` (3 in
 template.yaml) receives, SQS moves it to the dead-letter queue. A duplicate event is a success.
+
+After recording, each tenant whose billed amount of a month reached 80 % or 100 % of its
+monthly budget gets one "Budget Threshold Crossed" event per threshold on the bus.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentpool.budget import BudgetAlerts, ThresholdCrossing, alert_entry, monthly_budget
 from agentpool.events import parse_envelope
 from agentpool.ledger import Ledger, RecordResult
 from agentpool.observability import (
@@ -37,13 +42,17 @@ class Settings(BaseModel):
 
     ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
     totals_table: str = Field(alias="TOTALS_TABLE", min_length=1)
+    # Budget alerts are sent only when both are set; template.yaml sets both.
+    tenants_table: str | None = Field(default=None, alias="TENANTS_TABLE", min_length=1)
+    event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME", min_length=1)
 
 
 # A missing variable raises ValidationError at import, naming it (for example LEDGER_TABLE).
 settings = Settings.model_validate(dict(os.environ))
 observability = observability_from_env()
 logger, metrics, tracer = observability.logger, observability.metrics, observability.tracer
-ledger = Ledger(boto3.client("dynamodb"), settings.ledger_table, settings.totals_table)
+dynamodb = boto3.client("dynamodb")
+ledger = Ledger(dynamodb, settings.ledger_table, settings.totals_table)
 
 
 @dataclass
@@ -62,6 +71,7 @@ def lambda_handler(event: SQSEvent, context: LambdaContext) -> dict[str, Any]:
     batch = parse_batch(event)
     result = ledger.record(batch.rated)
     report(batch, result)
+    check_budgets(batch, result)
     return batch_response(batch, result)
 
 
@@ -115,6 +125,61 @@ def report(batch: ParsedBatch, result: RecordResult) -> None:
     recorded = [by_id[event_id] for event_id in result.recorded]
     for tier, values in sorted(metrics_by_tier(recorded).items()):
         publish_tier_metrics(metrics, tier, values)
+
+
+def check_budgets(batch: ParsedBatch, result: RecordResult) -> list[ThresholdCrossing]:
+    """Send the budget alerts that the newly recorded amounts crossed; return them."""
+    if settings.tenants_table is None or settings.event_bus_name is None:
+        return []
+    by_id = {rated.event.event_id: rated for rated in batch.rated}
+    tenant_months = sorted(
+        {
+            (by_id[event_id].event.tenant_id, by_id[event_id].event.tier, month)
+            for event_id, month in result.billed_in.items()
+            if by_id[event_id].amount_usd
+        }
+    )
+    alerts = BudgetAlerts(dynamodb, settings.totals_table, _publish_alert)
+    sent: list[ThresholdCrossing] = []
+    for tenant_id, tier, month in tenant_months:
+        tenant = dynamodb.get_item(
+            TableName=settings.tenants_table, Key={"tenant_id": {"S": tenant_id}}
+        ).get("Item")
+        override = tenant.get("monthly_budget_usd", {}).get("N") if tenant else None
+        budget = monthly_budget({"monthly_budget_usd": override} if override else None, tier)
+        try:
+            crossings = alerts.check(tenant_id, month, budget)
+        except (RuntimeError, ClientError) as error:
+            # The events are recorded, so the batch succeeds. The claim stays, and a later
+            # batch sends the alert once the claim times out.
+            logger.warning(
+                "budget alert not sent",
+                extra={"tenant_id": tenant_id, "month": month, "error_type": type(error).__name__},
+            )
+            continue
+        for crossing in crossings:
+            logger.info(
+                "budget threshold crossed",
+                extra={
+                    "tenant_id": tenant_id,
+                    "month": month,
+                    "threshold_percent": crossing.threshold_percent,
+                },
+            )
+            sent.append(crossing)
+    return sent
+
+
+def _publish_alert(crossing: ThresholdCrossing) -> None:
+    assert settings.event_bus_name is not None  # noqa: S101 - checked by check_budgets
+    response = events_client().put_events(Entries=[alert_entry(crossing, settings.event_bus_name)])
+    if response.get("FailedEntryCount"):
+        # The claim stays, so the alert is sent again once the claim times out.
+        raise RuntimeError(f"budget alert not published: {response['Entries'][0]}")
+
+
+def events_client() -> Any:
+    return boto3.client("events")
 
 
 def batch_response(batch: ParsedBatch, result: RecordResult) -> dict[str, Any]:

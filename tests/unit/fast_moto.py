@@ -98,8 +98,8 @@ def _update_with_numeric_add(self: Any, table_name: str, key: dict[str, Any], **
     return table.put_item(attributes)
 
 
-@pytest.fixture
-def fast_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="fast_transactions")
+def fast_transactions_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_copy = types.SimpleNamespace(deepcopy=_table_backup_skipped)
     monkeypatch.setattr(dynamodb_models, "copy", fake_copy)
     monkeypatch.setattr(

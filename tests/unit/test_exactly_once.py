@@ -40,6 +40,7 @@ from agentpool.events import (
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
 from agentpool.usage import TokenUsage
+from tests.unit.fast_moto import fast_transactions_fixture  # noqa: F401 - a fixture
 from tests.unit.pricing_support import LedgerStack
 from tests.unit.test_aggregator import FakeContext, load_app
 

@@ -17,13 +17,16 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from agentpool.errors import AgentpoolError
+from agentpool.events import stable_event_id
 from agentpool.pricing.catalog import MILLION, TokenPrices
+from agentpool.tiers import TIERS
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ ALERT_THRESHOLDS = (80, 100)
 # A claimed alert that was not marked sent within this time is claimed again and re-sent,
 # because the aggregator that claimed it may have crashed before it published the alert.
 ALERT_CLAIM_TIMEOUT = timedelta(minutes=5)
+# A source of its own, so that the metering rule never sends the alert to the aggregator.
 BUDGET_EVENT_SOURCE = "agentpool.budgets"
 BUDGET_DETAIL_TYPE = "Budget Threshold Crossed"
 
@@ -303,3 +307,52 @@ class BudgetAlerts:
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues={":sent": {"S": "sent"}},
         )
+
+
+class BudgetThresholdCrossed(BaseModel):
+    """A tenant's billed amount of a month reached a threshold of its budget. Not metered.
+
+    The event id is the same for the same tenant, month and threshold, so a consumer can drop
+    the repeat that a re-sent claim produces.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    detail_type: Literal["Budget Threshold Crossed"] = "Budget Threshold Crossed"
+    event_id: str
+    event_time: AwareDatetime
+    tenant_id: str
+    month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    threshold_percent: int
+    spent_usd: Decimal
+    budget_usd: Decimal
+
+
+def alert_entry(crossing: ThresholdCrossing, bus_name: str) -> dict[str, Any]:
+    """Build the PutEvents entry of the alert for `crossing` on the bus `bus_name`."""
+    key = f"budget/{crossing.tenant_id}/{crossing.month}"
+    event = BudgetThresholdCrossed(
+        event_id=stable_event_id(key, "threshold", crossing.threshold_percent),
+        event_time=datetime.now(UTC),
+        tenant_id=crossing.tenant_id,
+        month=crossing.month,
+        threshold_percent=crossing.threshold_percent,
+        spent_usd=crossing.spent_usd,
+        budget_usd=crossing.budget_usd,
+    )
+    return {
+        "Source": BUDGET_EVENT_SOURCE,
+        "DetailType": BUDGET_DETAIL_TYPE,
+        "Detail": event.model_dump_json(),
+        "EventBusName": bus_name,
+        "Time": event.event_time,
+    }
+
+
+def monthly_budget(tenant_item: dict[str, Any] | None, tier: str) -> Decimal:
+    """Return the tenant's budget: its registry override, else its tier's default."""
+    override = (tenant_item or {}).get("monthly_budget_usd")
+    if override is not None:
+        return Decimal(str(override))
+    return TIERS[tier].monthly_budget_usd

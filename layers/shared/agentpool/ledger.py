@@ -218,6 +218,8 @@ class RecordResult:
     recorded: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # The billing month (YYYY-MM) of each recorded event.
+    billed_in: dict[str, str] = field(default_factory=dict)
 
 
 class Ledger:
@@ -293,6 +295,7 @@ class Ledger:
                 time.sleep(0.05 * 2**failed_attempts)
                 continue
             result.recorded.extend(p.event_id for p in pending)
+            result.billed_in.update((p.event_id, p.billing_month) for p in pending)
             return
         result.failed.extend(p.event_id for p in pending)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -19,6 +20,10 @@ class Tenant(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     tier: str
     status: Literal["active", "suspended"]
+    # Overrides the tier's monthly budget when set. With `hard_cap`, a request is admitted
+    # only while its worst-case cost fits in what is left of the budget.
+    monthly_budget_usd: Decimal | None = Field(default=None, gt=0)
+    hard_cap: bool = False
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 

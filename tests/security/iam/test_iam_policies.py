@@ -336,6 +336,8 @@ PLATFORM_READERS = {
     "MonthlyReportFunction": {"TotalsTable"},
     # GET /admin/tenants/{tenantId}/usage, for platform admins only.
     "AdminUsageFunction": {"TotalsTable"},
+    # Reads the issued months and every tenant's month total for budget alerts.
+    "AggregatorFunction": {"TotalsTable"},
 }
 
 
