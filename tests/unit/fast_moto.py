@@ -1,7 +1,7 @@
 """Make moto's TransactWriteItems fast enough for tests with thousands of events.
 
 moto (5.x) backs up every table a transaction touches with `copy.deepcopy` of the whole
-table, once per action, so each transaction costs time in proportion to the table size and a
+table, once per action. So each transaction takes time in proportion to the table size, and a
 test with thousands of ledger entries runs for many minutes. `fast_transactions` keeps moto's
 own condition logic but backs up only the items the transaction touches, and restores those
 items when moto cancels the transaction.

@@ -56,7 +56,7 @@ class CrashError(Exception):
 
 
 class FaultyDynamoDB:
-    """Wraps a DynamoDB client and fails TransactWriteItems calls as the plan says.
+    """Wraps a DynamoDB client and fails the TransactWriteItems calls that `plan` names.
 
     `plan` maps the number of a TransactWriteItems call (1-based) to a fault:
     "crash-before" (the call never reaches DynamoDB), "crash-after" (it commits, then the
@@ -358,7 +358,7 @@ def scan_all(table: Any) -> list[dict[str, Any]]:
     return items
 
 
-def test_thousands_of_events_under_faults_total_exactly(world: dict[str, Any]) -> None:
+def test_ledger_exact_under_faults(world: dict[str, Any]) -> None:
     rng = random.Random(20260314)  # noqa: S311 - test data, not a secret
     stack: LedgerStack = world["stack"]
     app = world["app"]
