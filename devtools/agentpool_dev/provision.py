@@ -86,8 +86,9 @@ class Provisioner:
         self._buckets(resources)
         self._roles(resources)
         self._queues(resources)
-        self._buses_and_rules(resources)
+        # Topics first, because a rule may target one (BudgetAlertRule).
         self._alarm_topics(resources)
+        self._buses_and_rules(resources)
         self._alarms_and_dashboards(resources)
         self._schedules(resources)
         return resources
