@@ -115,7 +115,7 @@ def _reports_rows(result: dict[str, Any]) -> list[str]:
                 if result["status"] == "pending"
                 else f"not measured: {result['reason']}",
                 "none set: reported",
-                "pending",
+                result["status"],
             )
         ]
     return [
@@ -350,8 +350,9 @@ def _reports_section(result: dict[str, Any]) -> list[str]:
         "",
         f"Measured on {result['tenants']} of the {result['target_tenants']:,} tenants, because "
         "moto's Query reads every item of the table or index for each query, so a full run "
-        "takes longer than the suite's budget. The report reads each tenant apart, so its reads "
-        "scale with the tenant count; its time on moto says nothing of DynamoDB. "
+        "takes longer than the suite's budget. Its Query requests read one tenant each, so they "
+        "are scaled by the tenant count; its GetItem requests read tier totals and are not. Its "
+        "time on moto says nothing of DynamoDB. "
         f"{result['ledger_entries']:,} ledger entries of {result['tenants']:,} tenants, written in "
         f"{result['generate_seconds']:.0f} s. The report run took {result['report_seconds']:.1f} s "
         f"with these DynamoDB requests: {result['dynamodb_requests']}.",

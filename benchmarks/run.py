@@ -47,7 +47,8 @@ def run_reports() -> dict[str, Any]:
             "reason": f"the report run on moto took longer than {REPORTS_TIMEOUT_SECONDS} s",
         }
     if completed.returncode != 0:
-        return {"status": "not measured", "reason": f"failed: {completed.stderr[-500:]}"}
+        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "not measured", "reason": f"the report run failed: {last_line}"}
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return result
 
