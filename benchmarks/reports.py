@@ -80,7 +80,7 @@ def _batch_write(client: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 
 def generate(client: Any, tenants_table: Any, ledger_table: str, totals_table: str) -> list[Any]:
-    """Write the month's ledger entries, totals and tenants; return the tenants."""
+    """Write the month's ledger entries, totals and tenants, and return the tenants."""
     catalog = default_catalog()
     registry = TenantRegistry(tenants_table)
     start = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -47,7 +47,7 @@ class Sample:
 
 
 def onboard(target: operations.Target) -> list[list[BenchUser]]:
-    """Create the tenants and users; return the users of each tenant, by tenant rank."""
+    """Create the tenants and users, and return the users of each tenant by tenant rank."""
     tenants: list[list[BenchUser]] = []
     for rank in range(TENANTS):
         tier = "premium" if rank < PREMIUM_TENANTS else "basic"

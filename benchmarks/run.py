@@ -54,7 +54,9 @@ def run_reports() -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the benchmarks; rewrite the page.")
+    parser = argparse.ArgumentParser(
+        description="Run the benchmarks and rewrite docs/benchmarks.md."
+    )
     parser.add_argument("--runs", type=int, default=3, help="repeated runs per figure")
     parser.add_argument("--requests", type=int, default=150, help="requests per request path run")
     parser.add_argument(
