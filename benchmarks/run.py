@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks import aggregation, cold_start, cost, request_path
-from benchmarks.common import OUT_DIR, REPO_ROOT, load_average, machine, save_result
+from benchmarks.common import (
+    OUT_DIR,
+    REPO_ROOT,
+    load_average,
+    load_results,
+    machine,
+    save_result,
+)
 from benchmarks.render import render
 from benchmarks.stack import BenchStack
 
@@ -62,7 +69,19 @@ def main() -> None:
     parser.add_argument(
         "--cold-start-samples", type=int, default=10, help="fresh processes per handler"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the page from out/bench/results.json without measuring again",
+    )
     arguments = parser.parse_args()
+    if arguments.render_only:
+        stored = load_results()
+        context = stored.pop("context")
+        # The estimates are arithmetic on stored counts, so they follow benchmarks/prices.json.
+        stored["cost"] = cost.run(stored["request_path"], stored["aggregation"])
+        PAGE.write_text(render(context, stored), encoding="utf-8")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     # The stand-ins log every request at INFO; the benchmark sends hundreds.
     logging.getLogger("agentpool_dev").setLevel(logging.WARNING)
