@@ -182,6 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             out_dir=Path(args.out),
             on_start=lambda count: progress.update(task, total=count),
             on_tenant=lambda tenant: progress.advance(task),
+            draft=args.draft,
         )
     console.print(
         f"Wrote {len(result.reports)} tenant reports for {month} "
@@ -189,6 +190,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"{result.seconds:.2f} s with {result.read_requests} DynamoDB reads of "
         f"{result.items_read} items."
     )
+    if result.issued:
+        console.print(f"{month} is issued: later events of it are billed as adjustments.")
+    else:
+        console.print(f"Drafts: {month} is not issued, so its numbers can still change.")
     console.print(f"Reports: {month_dir}")
     return 0
 
@@ -256,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
     report.add_argument("--tenant", help="only this tenant (default: every tenant)")
     report.add_argument("--format", choices=FORMATS, help="format to save (default: all)")
+    report.add_argument(
+        "--draft",
+        action="store_true",
+        help="do not issue the month (drafts are the default for one tenant or an open month)",
+    )
     report.add_argument(
         "--out", default=str(reports.DEFAULT_OUT_DIR), help="folder for the saved reports"
     )

@@ -9,10 +9,17 @@ same event, then copies the requested formats to a local folder.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentpool.billing.render import FORMATS
-from agentpool.billing.run import ReportRun, ReportTargets, RunResult, report_prefix
+from agentpool.billing.run import (
+    ReportRun,
+    ReportTargets,
+    RunResult,
+    month_ended,
+    report_prefix,
+)
 from agentpool.registry import Tenant, TenantRegistry
 from agentpool_dev.operations import OperatorError, Target, list_tenants
 from agentpool_dev.template import REPO_ROOT
@@ -28,12 +35,17 @@ def run_reports(
     out_dir: Path = DEFAULT_OUT_DIR,
     on_start: Callable[[int], None] | None = None,
     on_tenant: Callable[[Tenant], None] | None = None,
+    draft: bool = False,
 ) -> tuple[RunResult, Path]:
     """Write the month's reports to the stack's bucket and copy `formats` to `out_dir`.
 
     Returns the run's result and the local folder of the month. With `tenant_id` only that
     tenant is reported, and tier summaries are not reconciled with the tier totals, because
     those include every other tenant of the tier.
+
+    The run issues the month (see `agentpool.billing_periods`) only when it reports every
+    tenant of a month that has ended and `draft` is False. Otherwise the reports are drafts:
+    the issued mark is one per month for all tenants, so a one-tenant run must not set it.
     """
     if tenant_id is None:
         tenants = list_tenants(target)
@@ -56,7 +68,10 @@ def run_reports(
             outputs.get("EventBusName"),
         ),
     )
-    result = run.run(month, tenants, all_tenants=tenant_id is None, on_tenant=on_tenant)
+    issue = not draft and tenant_id is None and month_ended(month, datetime.now(UTC))
+    result = run.run(
+        month, tenants, all_tenants=tenant_id is None, on_tenant=on_tenant, issue=issue
+    )
     month_dir = out_dir / month
     s3 = target.client("s3")
     for key in result.keys:

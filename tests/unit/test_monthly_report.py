@@ -22,12 +22,14 @@ from agentpool.billing.report import (
     reconcile,
 )
 from agentpool.billing.run import (
+    MonthNotEndedError,
     ReportRun,
     ReportTargets,
     previous_month,
     tenant_report_key,
     tier_summary_key,
 )
+from agentpool.billing_periods import BillingPeriods
 from agentpool.events import InvocationCompleted, stable_event_id
 from agentpool.ledger import ledger_item
 from agentpool.pricing.catalog import default_catalog
@@ -380,3 +382,37 @@ def test_run_counts_dynamodb_reads(aws: LedgerStack) -> None:
     # 4 ledger entries; the month, 2 users, 1 model and 1 tool totals; the shards' months.
     assert result.items_read == 4 + 5 + shards_with_usage
     assert result.estimated_read_units > 0
+
+
+def test_run_marks_month_issued(aws: LedgerStack) -> None:
+    seed(aws)
+    result = run_reports()
+    assert result.issued is True
+    assert BillingPeriods(boto3.client("dynamodb"), TOTALS_TABLE).issued_months() == {MONTH}
+
+
+def test_run_rejects_issuing_open_month(aws: LedgerStack) -> None:
+    run = ReportRun(
+        boto3.client("dynamodb"),
+        boto3.client("s3"),
+        None,
+        ReportTargets(LEDGER_TABLE, TOTALS_TABLE, BUCKET, None),
+        clock=lambda: datetime(2026, 3, 31, 23, 59, tzinfo=UTC),
+    )
+    with pytest.raises(MonthNotEndedError, match=MONTH):
+        run.run(MONTH, [ACME])
+    assert BillingPeriods(boto3.client("dynamodb"), TOTALS_TABLE).issued_months() == frozenset()
+
+
+def test_draft_run_leaves_month_open(aws: LedgerStack) -> None:
+    seed(aws)
+    run = ReportRun(
+        boto3.client("dynamodb"),
+        boto3.client("s3"),
+        None,
+        ReportTargets(LEDGER_TABLE, TOTALS_TABLE, BUCKET, None),
+        clock=lambda: datetime(2026, 3, 20, tzinfo=UTC),
+    )
+    result = run.run(MONTH, [ACME], issue=False)
+    assert result.issued is False
+    assert BillingPeriods(boto3.client("dynamodb"), TOTALS_TABLE).issued_months() == frozenset()

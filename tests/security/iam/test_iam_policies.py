@@ -319,14 +319,23 @@ def granted_rows(function_id: str) -> list[Row]:
     for policy in TEMPLATE.function_policies(function_id):
         for statement in policy["policy"]["Statement"]:
             actions = [a for a in _as_list(statement["Action"]) if a not in UNCHECKED_GRANTS]
+            context = granted_context(statement)
             for resource in _as_list(statement["Resource"]):
                 if "*" in resource:
                     continue
                 rows += [
-                    function_row(function_id, f"granted {resource}", action, resource, ALLOWED)
+                    function_row(
+                        function_id, f"granted {resource}", action, resource, ALLOWED, context
+                    )
                     for action in actions
                 ]
     return rows
+
+
+def granted_context(statement: dict[str, Any]) -> dict[str, str | list[str]] | None:
+    """Request context that meets a statement's `ForAllValues:StringEquals` condition, if any."""
+    equals = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+    return {key: _as_list(value) for key, value in equals.items()} or None
 
 
 # Functions whose own role reads tenant tables across tenants by design, with those tables.
@@ -379,6 +388,17 @@ def function_rows() -> list[Row]:
                 {"s3:prefix": f"tenants/{TENANT}/"},
             )
         )
+    # The report function may mark months issued, but never write a tenant's totals.
+    rows.append(
+        function_row(
+            "MonthlyReportFunction",
+            "writes a tenant total",
+            "dynamodb:PutItem",
+            TEMPLATE.arn("TotalsTable"),
+            DENIED,
+            own_key,
+        )
+    )
     # The invoke function writes sessions only through tenant-scoped credentials.
     rows.append(
         function_row(

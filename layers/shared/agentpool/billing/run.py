@@ -5,6 +5,11 @@ month, never on when it ran, so a rerun overwrites each object with the same byt
 run's time goes into S3 object metadata. Each run sends one Billing Report Generated event,
 whose id is derived from the month and the content of the files, so a rerun over unchanged
 data sends the same id and adds no money anywhere.
+
+A run that issues the month marks it issued (`agentpool.billing_periods`) before its first
+read. From then on the ledger bills every late event of the month in the next open month as
+an adjustment, so the totals that the run reads never change and an issued report is never
+edited by a rerun.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from agentpool.billing.report import (
     build_tier_summary,
 )
 from agentpool.billing.store import ReportStore
+from agentpool.billing_periods import BillingPeriods, next_month
 from agentpool.events import BillingReportGenerated, notification_entry
 from agentpool.ledger import TIER_SHARDS, tier_partition
 from agentpool.registry import Tenant
@@ -54,6 +60,16 @@ def tier_summary_key(month: str, tier: str, extension: str) -> str:
     return f"{report_prefix(month)}tiers/{tier}/summary.{extension}"
 
 
+def month_ended(month: str, moment: datetime) -> bool:
+    """Return True when `month` (YYYY-MM) ended before `moment`, in UTC."""
+    start_of_next = datetime.strptime(next_month(month), "%Y-%m").replace(tzinfo=UTC)
+    return moment.astimezone(UTC) >= start_of_next
+
+
+class MonthNotEndedError(ValueError):
+    """A run tried to issue a month that has not ended yet."""
+
+
 def previous_month(moment: datetime) -> str:
     """Return the month (YYYY-MM) before the one that contains `moment` in UTC."""
     moment = moment.astimezone(UTC)
@@ -76,6 +92,8 @@ class RunResult:
     """What one run wrote, and what its reads and time cost."""
 
     month: str
+    # True when the month is issued: marked by this run or by an earlier one.
+    issued: bool = False
     reports: list[TenantReport] = field(default_factory=list)
     tiers: list[TierSummary] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
@@ -95,7 +113,8 @@ class ReportRun:
     """Build and store the reports of a month with the platform's own credentials.
 
     The run reads every tenant's ledger and totals, so it uses the report function's role,
-    which may only read those tables. It never uses tenant-scoped credentials.
+    which may read those tables and write only the issued-month marks. It never uses
+    tenant-scoped credentials.
     """
 
     def __init__(
@@ -107,6 +126,7 @@ class ReportRun:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = ReportStore(dynamodb_client, targets.ledger_table, targets.totals_table)
+        self._periods = BillingPeriods(dynamodb_client, targets.totals_table)
         self._s3 = s3_client
         self._events = events_client
         self._targets = targets
@@ -118,18 +138,35 @@ class ReportRun:
         tenants: Sequence[Tenant],
         all_tenants: bool = True,
         on_tenant: Callable[[Tenant], None] | None = None,
+        issue: bool = True,
     ) -> RunResult:
         """Write the reports of `tenants` for `month`, then the tier summaries and the event.
+
+        With `issue` the month is marked issued before the first read, and later events of
+        the month are billed as adjustments in the next open month. A run without `issue`
+        writes drafts, whose numbers can still change. Raises MonthNotEndedError when asked to
+        issue a month that has not ended by the run's clock.
 
         With `all_tenants` the tier summaries are also reconciled with the tier totals, which
         only holds when `tenants` is every tenant with usage. Raises ReconciliationError
         before writing the report whose numbers disagree.
         """
-        # TODO: mark the month issued (agentpool.billing_periods) before the first read once
-        # that module lands, so that no late event can change totals after they are read.
         started = time.monotonic()
         generated_at = self._clock()
         result = RunResult(month)
+        if issue:
+            if not month_ended(month, generated_at):
+                raise MonthNotEndedError(
+                    f"Month {month} has not ended, so its reports cannot be issued yet. "
+                    "Run them as drafts, or after the month ends (UTC)."
+                )
+            # The mark comes before every read: a ledger transaction that commits after it
+            # bills the next month instead, so the totals read below are final.
+            newly_issued = self._periods.mark_issued(month, report_prefix(month))
+            logger.info(
+                "billing month issued", extra={"month": month, "newly_issued": newly_issued}
+            )
+            result.issued = True
         digest = hashlib.sha256(month.encode())
         for tenant in sorted(tenants, key=lambda tenant: tenant.tenant_id):
             report = self.build_report(tenant, month)
@@ -172,6 +209,7 @@ class ReportRun:
             "monthly reports written",
             extra={
                 "month": month,
+                "issued": result.issued,
                 "tenants": len(result.reports),
                 "objects": len(result.keys),
                 "event_id": result.event.event_id,
