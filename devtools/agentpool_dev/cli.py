@@ -23,9 +23,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from agentpool.billing.render import FORMATS
+from agentpool.publisher import PublishError
 from agentpool.registry import TenantExistsError
 from agentpool.tiers import TIERS
-from agentpool_dev import demo, operations, reports
+from agentpool_dev import backfill, demo, operations, reports
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, StackState
 
 console = Console()
@@ -198,6 +199,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_publish(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise operations.OperatorError(f"File {path} not found; pass a JSON lines file.")
+    parsed = backfill.read_backfill(path)
+    if parsed.errors:
+        for error in parsed.errors:
+            errors.print(f"{path}:{error.line}: {error.reason}", markup=False, highlight=False)
+        errors.print(f"[red]error:[/] {len(parsed.errors)} invalid lines; published nothing.")
+        return 1
+    target = _target(args)
+    with Progress(console=console) as progress:
+        task = progress.add_task("Publishing events", total=len(parsed.events))
+        try:
+            backfill.publish_backfill(
+                target, parsed.events, lambda count: progress.advance(task, count)
+            )
+        except PublishError as error:
+            raise operations.OperatorError(
+                f"{error}. Publish the file again: the ledger records each event id once."
+            ) from error
+    console.print(
+        f"Published {len(parsed.events)} events ({parsed.distinct_events} distinct ids) "
+        f"to {target.outputs['EventBusName']}."
+    )
+    return 0
+
+
+def _add_events_parser(commands: Any) -> None:
+    events = commands.add_parser("events", help="metering events").add_subparsers(
+        dest="events_command", required=True
+    )
+    publish = events.add_parser(
+        "publish", help="validate a JSON lines file of event details, then publish them all"
+    )
+    publish.add_argument("file", help="JSON lines file, one event detail object per line")
+    publish.set_defaults(func=cmd_events_publish)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentpool", description=__doc__)
     parser.add_argument("--stack", help="deployed CloudFormation stack name (default: local)")
@@ -257,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
     usage.set_defaults(func=cmd_usage)
 
+    _add_events_parser(commands)
     report = commands.add_parser("report", help="write the monthly billing reports")
     report.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
     report.add_argument("--tenant", help="only this tenant (default: every tenant)")
