@@ -274,7 +274,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     load_settings()  # Fail at start, naming the variable, rather than on the first request.
     port = int(os.environ.get("PORT") or os.environ.get("AGENT_PORT") or "8080")
-    app.run(port=port)
+    # AGENT_HOST pins the address; without it the SDK picks 0.0.0.0 inside a container (as
+    # AgentCore Runtime needs) and 127.0.0.1 elsewhere. The local stack sets 127.0.0.1.
+    app.run(port=port, host=os.environ.get("AGENT_HOST") or None)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -27,7 +28,7 @@ from agentpool.publisher import PublishError
 from agentpool.registry import TenantExistsError
 from agentpool.tiers import TIERS
 from agentpool_dev import backfill, demo, operations, reports
-from agentpool_dev.local_stack import STATE_FILE, LocalStack, StackState
+from agentpool_dev.local_stack import STATE_FILE, LocalStack, PortInUseError, StackState
 
 console = Console()
 errors = Console(stderr=True)
@@ -59,12 +60,13 @@ def cmd_local_run(args: argparse.Namespace) -> int:
     )
     console.print(
         "Next, in another terminal:\n"
-        "  agentpool tenants create --id my-clinic --name 'My Clinic' --tier basic\n"
-        "  agentpool users create --tenant my-clinic --email me@example.com\n"
-        "  TOKEN=$(agentpool token --email me@example.com --password '<printed password>')\n"
+        "  .venv/bin/agentpool tenants create --id my-clinic --name 'My Clinic' --tier basic\n"
+        "  .venv/bin/agentpool users create --tenant my-clinic --email me@example.com\n"
+        "  TOKEN=$(.venv/bin/agentpool token --email me@example.com "
+        "--password '<printed password>')\n"
         f'  curl -X POST {state.api_url}/invocations -H "Authorization: $TOKEN" '
         '-d \'{"prompt": "hello"}\'\n'
-        "  agentpool report --month YYYY-MM   # monthly billing reports, on demand\n"
+        "  .venv/bin/agentpool report --month YYYY-MM   # monthly billing reports, on demand\n"
         "Press Ctrl-C to stop."
     )
     stopped = threading.Event()
@@ -88,6 +90,7 @@ def cmd_local_env(args: argparse.Namespace) -> int:
         "AGENTPOOL_API_URL": state.api_url,
         "AWS_ENDPOINT_URL": state.moto_url,
         "AWS_REGION": state.region,
+        "AWS_DEFAULT_REGION": state.region,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AGENTPOOL_USER_POOL_ID": state.user_pool_id,
@@ -329,6 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as error:
         errors.print(f"[red]error:[/] {error}")
         return 2
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        errors.print(
+            f"[red]error:[/] {error.operation_name} failed: "
+            f"{details.get('Code', 'unknown')}: {details.get('Message', '')}",
+            markup=True,
+            highlight=False,
+        )
+        return 1
+    except PortInUseError as error:
+        errors.print(f"[red]error:[/] {error}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,12 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 InvokeFunction = Callable[[str, dict[str, Any]], Any]
 
 
+class _ApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 resets connections under a burst of parallel clients.
+    request_queue_size = 128
+
+
 class LocalApi:
     def __init__(
         self,
@@ -36,6 +42,7 @@ class LocalApi:
         invoke: InvokeFunction,
         stage: str,
         gateway_responses: dict[str, str],
+        gateway_statuses: dict[str, int] | None = None,
         host: str = "127.0.0.1",
         port: int = 3000,
     ) -> None:
@@ -44,8 +51,8 @@ class LocalApi:
         self.invoke = invoke
         self.stage = stage
         self.gateway_responses = gateway_responses
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self.gateway_statuses = gateway_statuses or {}
+        self._server = _ApiServer((host, port), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -97,8 +104,11 @@ def _handler_for(api: LocalApi) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(encoded)
 
-        def _gateway_error(self, kind: str, status: int, fallback: str) -> None:
-            self._send(status, api.gateway_responses.get(kind, fallback))
+        def _gateway_error(self, kind: str, status: int, fallback: str, request_id: str) -> None:
+            # API Gateway fills $context variables in gateway response templates.
+            body = api.gateway_responses.get(kind, fallback)
+            status = api.gateway_statuses.get(kind, status)
+            self._send(status, body.replace("$context.requestId", request_id))
 
         def _handle(self) -> None:
             request_id = str(uuid.uuid4())
@@ -109,6 +119,7 @@ def _handler_for(api: LocalApi) -> type[BaseHTTPRequestHandler]:
                     "MISSING_AUTHENTICATION_TOKEN",
                     403,
                     '{"message":"Missing Authentication Token"}',
+                    request_id,
                 )
                 return
             path = split.path[len(prefix) :] or "/"
@@ -118,6 +129,7 @@ def _handler_for(api: LocalApi) -> type[BaseHTTPRequestHandler]:
                     "MISSING_AUTHENTICATION_TOKEN",
                     403,
                     '{"message":"Missing Authentication Token"}',
+                    request_id,
                 )
                 return
             route, path_parameters = matched
@@ -126,7 +138,7 @@ def _handler_for(api: LocalApi) -> type[BaseHTTPRequestHandler]:
             if token.lower().startswith("bearer "):
                 token = token[7:].strip()
             if not token:
-                self._gateway_error("UNAUTHORIZED", 401, '{"message":"Unauthorized"}')
+                self._gateway_error("UNAUTHORIZED", 401, '{"message":"Unauthorized"}', request_id)
                 return
             try:
                 claims = api.verifier.verify(token)
@@ -134,12 +146,14 @@ def _handler_for(api: LocalApi) -> type[BaseHTTPRequestHandler]:
                 logger.info(
                     "token rejected", extra={"reason": str(error), "request_id": request_id}
                 )
-                self._gateway_error("UNAUTHORIZED", 401, '{"message":"Unauthorized"}')
+                self._gateway_error("UNAUTHORIZED", 401, '{"message":"Unauthorized"}', request_id)
                 return
 
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
-                self._send(413, '{"message":"Request Too Long"}')
+                self._gateway_error(
+                    "REQUEST_TOO_LARGE", 413, '{"message":"Request Too Long"}', request_id
+                )
                 return
             body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
             event = _proxy_event(

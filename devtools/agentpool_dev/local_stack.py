@@ -51,6 +51,24 @@ LOG_DIR = REPO_ROOT / "out" / "local" / "logs"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+class PortInUseError(RuntimeError):
+    """A port the local stack needs is taken by another process."""
+
+
+def check_ports_free(ports: Ports) -> None:
+    """Raise PortInUseError naming the first busy port and the variable that moves it."""
+    for name, port in asdict(ports).items():
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as error:
+                variable = f"AGENTPOOL_{name.upper()}_PORT"
+                raise PortInUseError(
+                    f"port {port} ({variable}) is in use on 127.0.0.1: stop the process that "
+                    f"holds it (another `make run`?) or set {variable} to a free port"
+                ) from error
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -145,6 +163,7 @@ class LocalStack:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> StackState:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        check_ports_free(self.ports)
         try:
             self._start_moto()
             self.resources = Provisioner(
@@ -296,6 +315,7 @@ class LocalStack:
             **base_environment(),
             **self._aws_environment(),
             "PORT": str(self.ports.agent),
+            "AGENT_HOST": "127.0.0.1",
             "AGENT_PORT": str(self.ports.agent),
             "GATEWAY_URL": f"{self.gateway.url}/mcp",
             # The agent keeps conversation history in the Memory stand-in, as the tenant's user.
@@ -352,12 +372,18 @@ class LocalStack:
             for kind, spec in (api_props.get("GatewayResponses") or {}).items()
             if "application/json" in spec.get("ResponseTemplates", {})
         }
+        gateway_statuses = {
+            kind: int(spec["StatusCode"])
+            for kind, spec in (api_props.get("GatewayResponses") or {}).items()
+            if "StatusCode" in spec
+        }
         api = LocalApi(
             routes=self.template.api_routes(),
             verifier=verifier,
             invoke=self.runner.invoke,
             stage=api_props["StageName"],
             gateway_responses=gateway_responses,
+            gateway_statuses=gateway_statuses,
             port=self.ports.api,
         )
         api.start()

@@ -197,6 +197,7 @@ COUNTERS = (
     "tool_calls",
     "tool_denials",
     "unpriced_events",
+    "throttled_requests",
     "cost_usd",
 )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +45,7 @@ class SqsPoller:
         self._thread = threading.Thread(target=self._run, daemon=True, name="sqs-poller")
         self.batches = 0
         self.failed_records = 0
+        self._failures = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -94,9 +94,22 @@ class SqsPoller:
                     # `idle` also sees them before this flag is set.
                     self._busy.set()
                     self._deliver(messages)
-            except Exception:
-                logger.exception("sqs poller failed; retrying", extra={"queue": self._queue_arn})
-                time.sleep(1)
+            except Exception as error:
+                # Once per failure streak with the trace, then a line per retry with backoff,
+                # so a stopped moto server does not flood the log.
+                self._failures += 1
+                if self._failures == 1:
+                    logger.exception(
+                        "sqs poller failed; retrying", extra={"queue": self._queue_arn}
+                    )
+                else:
+                    logger.warning(
+                        "sqs poller still failing",
+                        extra={"failures": self._failures, "error_type": type(error).__name__},
+                    )
+                self._stopped.wait(min(30, 2 ** min(self._failures, 5)))
+            else:
+                self._failures = 0
             finally:
                 self._busy.clear()
 

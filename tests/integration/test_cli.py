@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from agentpool_dev.local_stack import LocalStack
+from agentpool_dev.local_stack import LocalStack, PortInUseError, Ports, check_ports_free
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +107,24 @@ def test_cli_usage_rejects_bad_month(state_file: Path) -> None:
 
     assert result.returncode == 2
     assert "YYYY-MM" in result.stderr
+
+
+def test_cli_reports_aws_errors_in_one_line(state_file: Path) -> None:
+    tenant = f"err-{uuid.uuid4().hex[:8]}"
+    agentpool(state_file, "tenants", "create", "--id", tenant, "--name", "x", "--tier", "basic")
+    email = f"user@{tenant}.example"
+    agentpool(state_file, "users", "create", "--tenant", tenant, "--email", email)
+
+    again = agentpool(state_file, "users", "create", "--tenant", tenant, "--email", email)
+
+    assert again.returncode == 1
+    assert "UsernameExistsException" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_local_stack_names_busy_port(stack: LocalStack) -> None:
+    busy = Ports.free()
+    taken = Ports(**{**asdict(busy), "api": stack.ports.api})
+
+    with pytest.raises(PortInUseError, match="AGENTPOOL_API_PORT"):
+        check_ports_free(taken)

@@ -118,6 +118,7 @@ def test_basic_tier_offers_document_search_only(
         (json.dumps({"prompt": "x" * (32 * 1024 + 1)}), "prompt"),
         ('{"prompt": "hi", "tenantId": "other"}', "unknown field"),
         ('{"prompt": "hi", "sessionId": "not-a-session"}', "sessionId"),
+        ('{"prompt": "hi", "z": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON"),
     ],
     ids=[
         "non-json",
@@ -129,6 +130,7 @@ def test_basic_tier_offers_document_search_only(
         "prompt-over-32kb",
         "unknown-field",
         "malformed-session",
+        "nesting-deeper-than-the-parser",
     ],
 )
 def test_bad_body_is_rejected_with_400(
@@ -155,6 +157,7 @@ def test_missing_token_is_rejected_with_401(target: operations.Target) -> None:
 
     assert status == 401
     assert body["error"]["code"] == "unauthorized"
+    assert body["error"]["requestId"]
 
 
 def test_malformed_token_is_rejected_with_401(target: operations.Target) -> None:
@@ -193,9 +196,11 @@ def test_suspended_tenant_is_rejected_with_403(
 
 
 def test_unknown_route_is_rejected(target: operations.Target) -> None:
-    status, _, _ = operations.call_api(target, "GET", "/nothing-here", None)
+    status, body, _ = operations.call_api(target, "GET", "/nothing-here", None)
 
-    assert status == 403
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
+    assert body["error"]["requestId"]
 
 
 def test_runtime_failure_returns_502_and_runs_agent_once(

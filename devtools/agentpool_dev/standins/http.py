@@ -113,6 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The default backlog of 5 resets connections when tests send bursts of requests.
+    request_queue_size = 128
 
     def __init__(self, port: int, stand_in: StandInServer) -> None:
         self.stand_in = stand_in
