@@ -69,7 +69,8 @@ def parse_request(body: str | None) -> InvocationRequest:
         raise InvalidRequestError("The request body must be a JSON object with a prompt.")
     try:
         data = json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
+        # RecursionError: nesting deep enough to exhaust the parser's stack, e.g. [[[...]]].
         raise InvalidRequestError("The request body is not valid JSON.") from error
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
