@@ -13,7 +13,13 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.mcp_client import McpError, ToolResult
-from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse, ToolCallRecord
+from agentpool.agent_contract import (
+    MAX_OUTPUT_TOKENS,
+    AgentError,
+    AgentRequest,
+    AgentResponse,
+    ToolCallRecord,
+)
 from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
 
 logger = logging.getLogger("agentpool.agent")
@@ -156,6 +162,8 @@ class ConverseLoop:
             "modelId": self.request.model_id,
             "messages": self.messages,
             "system": [{"text": SYSTEM_PROMPT}],
+            # Bounds the output of each call, which the hard-cap budget reservation relies on.
+            "inferenceConfig": {"maxTokens": MAX_OUTPUT_TOKENS},
         }
         if self.tools:
             kwargs["toolConfig"] = tool_config(self.tools)

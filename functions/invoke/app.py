@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     tenants_table: str
     sessions_table: str
     limits_table: str
+    totals_table: str
     event_bus_name: str
     tenant_access_role_arn: str
     agent_runtime_arn: str

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 import agent.app
 from agent.mcp_client import McpClient, _parse_event_stream
+from agentpool.agent_contract import MAX_OUTPUT_TOKENS
 from agentpool_dev.jwt_verifier import TokenError
 from agentpool_dev.standins.agentcore import AgentCoreStandIn
 from agentpool_dev.standins.bedrock import BedrockStandIn
@@ -193,6 +194,13 @@ def test_agent_usage_equals_reported_sum(stack: Stack) -> None:
     result = invoke(stack, payload())
     assert len(stack.bedrock.records) == 2
     assert result["usage"] == reported_usage(stack)
+
+
+def test_agent_bounds_output_tokens(stack: Stack) -> None:
+    invoke(stack, payload())
+    assert stack.bedrock.records
+    for record in stack.bedrock.records:
+        assert record.max_tokens == MAX_OUTPUT_TOKENS
 
 
 def test_agent_injects_identity_into_tools(stack: Stack) -> None:

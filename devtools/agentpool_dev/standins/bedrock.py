@@ -202,6 +202,8 @@ class ConverseRecord:
     model_id: str
     stop_reason: str
     usage: dict[str, int]
+    # The request's `inferenceConfig.maxTokens`, or None when it set none. Not enforced.
+    max_tokens: int | None = None
 
 
 class BedrockStandIn(StandInServer):
@@ -294,7 +296,8 @@ class BedrockStandIn(StandInServer):
         }
         with self._lock:
             self.calls[model_id] += 1
-            self.records.append(ConverseRecord(model_id, stop_reason, dict(usage)))
+            max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+            self.records.append(ConverseRecord(model_id, stop_reason, dict(usage), max_tokens))
         logger.info("converse stand-in returned model_id=%s stop_reason=%s", model_id, stop_reason)
         return json_response(
             200,

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentpool.tiers import Tool
 
+# The agent passes this as Converse's `inferenceConfig.maxTokens` on every model call, so no
+# call writes more output tokens. Hard-capped budgets reserve it per call (agentpool.budget).
+MAX_OUTPUT_TOKENS = 4_096
+
 
 class AgentRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

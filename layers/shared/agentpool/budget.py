@@ -14,6 +14,7 @@ conditional update admits or rejects a request, so concurrent requests never ove
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from agentpool.errors import AgentpoolError
+from agentpool.agent_contract import MAX_OUTPUT_TOKENS
+from agentpool.errors import ThrottledError
 from agentpool.events import stable_event_id
 from agentpool.pricing.catalog import MILLION, TokenPrices
 from agentpool.tiers import TIERS
@@ -43,11 +45,26 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-class BudgetExceededError(AgentpoolError):
-    """The request's worst-case cost does not fit in what is left of the monthly budget."""
+class BudgetExceededError(ThrottledError):
+    """The request's worst-case cost does not fit in what is left of the monthly budget.
 
-    status = 402
-    code = "budget_exceeded"
+    HTTP 429 with code `budget_exhausted`, as API Gateway responds when a usage plan's quota is
+    used up. Retry-After is the time until the next UTC month. A retry can succeed sooner when
+    requests in flight release their reservations or the budget is raised.
+    """
+
+    code = "budget_exhausted"
+
+    def __init__(self, message: str, now: datetime | None = None) -> None:
+        super().__init__(message, seconds_until_next_month(now or datetime.now(UTC)))
+
+
+def seconds_until_next_month(now: datetime) -> int:
+    """Return the whole seconds from `now` to 00:00 UTC on the 1st of the next month, at least 1."""
+    now = now.astimezone(UTC)
+    index = now.year * 12 + now.month  # the next month, counted from January of year 0
+    start = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+    return max(1, math.ceil((start - now).total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -56,13 +73,16 @@ class WorstCase:
 
     Each of at most `max_model_calls` calls reads at most the prompt's UTF-8 bytes (no
     tokenizer in use emits more than one token per byte) plus `context_tokens` for the
-    system prompt, tool specifications and earlier turns, and writes at most
-    `max_output_tokens`.
+    system prompt, tool specifications and earlier turns. Each writes at most
+    `max_output_tokens`, which the agent passes to Converse as `maxTokens`.
     """
+
+    # NOTE: only the output side is enforced. Session history (up to 10 turns) and tool
+    # results can exceed `context_tokens`, so a long session can cost more than it reserved.
 
     max_model_calls: int = 4
     context_tokens: int = 8_000
-    max_output_tokens: int = 4_096
+    max_output_tokens: int = MAX_OUTPUT_TOKENS
 
     def input_tokens(self, prompt: str) -> int:
         return self.max_model_calls * (len(prompt.encode("utf-8")) + self.context_tokens)

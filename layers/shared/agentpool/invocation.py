@@ -11,13 +11,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentpool import usage as usage_shapes
 from agentpool.admission import Admission, AdmissionControl
 from agentpool.agent_contract import AgentRequest, AgentResponse
 from agentpool.agent_runtime import AgentRuntime
-from agentpool.errors import ForbiddenError, InvalidRequestError, ThrottledError, UpstreamError
+from agentpool.budget import BudgetExceededError, BudgetGuard, Reservation, WorstCase
+from agentpool.errors import (
+    AgentpoolError,
+    ForbiddenError,
+    InvalidRequestError,
+    ThrottledError,
+    UpstreamError,
+)
 from agentpool.events import (
     InvocationCompleted,
     MeteringEvent,
@@ -26,10 +34,11 @@ from agentpool.events import (
     stable_event_id,
 )
 from agentpool.identity import CallerIdentity
+from agentpool.pricing.catalog import PriceCatalog, default_catalog
 from agentpool.publisher import MeteringPublisher, PublishError
-from agentpool.registry import TenantRegistry
+from agentpool.registry import Tenant, TenantRegistry
 from agentpool.sessions import Session, SessionStore
-from agentpool.tiers import TIERS
+from agentpool.tiers import TIERS, TierConfig
 from agentpool.tvm import TenantScope, TokenVendingMachine
 
 logger = logging.getLogger(__name__)
@@ -112,13 +121,20 @@ class InvocationService:
         runtime: AgentRuntime,
         publisher: MeteringPublisher,
         admission: AdmissionControl,
+        totals_table: str | None = None,
+        catalog: PriceCatalog | None = None,
+        worst_case: WorstCase | None = None,
     ) -> None:
+        """`totals_table` contains hard-capped tenants' reservations. Without it they get 500."""
         self._registry = registry
         self._admission = admission
         self._vending_machine = vending_machine
         self._sessions_table = sessions_table
         self._runtime = runtime
         self._publisher = publisher
+        self._totals_table = totals_table
+        self._catalog = catalog
+        self._worst_case = worst_case or WorstCase()
 
     def invoke(
         self,
@@ -139,13 +155,32 @@ class InvocationService:
         if not admission.admitted:
             self._reject(scope, request_id, admission)
         tenant_session = self._vending_machine.session_for(scope)
+        # Before any session or agent work, so that a request over the budget costs nothing.
+        reservation = self._reserve_budget(tenant, tier, request, request_id, tenant_session)
+        try:
+            return self._run(caller, request, request_id, id_token, scope, tier, tenant_session)
+        finally:
+            if reservation is not None:
+                self._release_budget(tenant_session, reservation)
+
+    def _run(
+        self,
+        caller: CallerIdentity,
+        request: InvocationRequest,
+        request_id: str,
+        id_token: str,
+        scope: TenantScope,
+        tier: TierConfig,
+        tenant_session: Any,
+    ) -> InvocationResult:
+        """Run the admitted request on the agent, meter it and return the agent's output."""
         sessions = SessionStore(tenant_session.resource("dynamodb").Table(self._sessions_table))
         session = self._session_for(sessions, caller, request.session_id)
 
         agent_request = AgentRequest(
             prompt=request.prompt,
             request_id=request_id,
-            tenant_id=tenant.tenant_id,
+            tenant_id=scope.tenant_id,
             tier=tier.name,
             user_id=caller.user_id,
             session_id=session.session_id,
@@ -183,6 +218,58 @@ class InvocationService:
                 "outputTokens": usage.output_tokens,
             },
         )
+
+    def _reserve_budget(
+        self,
+        tenant: Tenant,
+        tier: TierConfig,
+        request: InvocationRequest,
+        request_id: str,
+        tenant_session: Any,
+    ) -> Reservation | None:
+        """Reserve the request's worst-case cost when the tenant has a hard cap.
+
+        The reservation is written with the tenant-scoped credentials, which may write only
+        the tenant's own items. Raises BudgetExceededError (429) when it does not fit.
+        """
+        if not tenant.hard_cap:
+            return None
+        catalog = self._catalog or default_catalog()
+        prices = catalog.model_price(tier.model_id, datetime.now(UTC)).usd_per_million
+        worst_case_usd = self._worst_case.cost(request.prompt, prices)
+        budget_usd = tenant.monthly_budget_usd or tier.monthly_budget_usd
+        guard = self._budget_guard(tenant_session, tenant.tenant_id)
+        try:
+            return guard.reserve(tenant.tenant_id, request_id, worst_case_usd, budget_usd)
+        except BudgetExceededError:
+            logger.info(
+                "request over budget",
+                extra={"request_id": request_id, "tenant_id": tenant.tenant_id},
+            )
+            raise
+
+    def _budget_guard(self, tenant_session: Any, tenant_id: str) -> BudgetGuard:
+        if self._totals_table is None:
+            logger.error("hard cap set but no totals table", extra={"tenant_id": tenant_id})
+            raise AgentpoolError("The tenant's budget cannot be checked; retry later.")
+        return BudgetGuard(tenant_session.client("dynamodb"), self._totals_table)
+
+    def _release_budget(self, tenant_session: Any, reservation: Reservation) -> None:
+        """Release the reservation. The ledger adds the actual cost when it records it."""
+        try:
+            self._budget_guard(tenant_session, reservation.tenant_id).release(reservation)
+        except ClientError as error:
+            # The reservation stays in committed_usd and blocks that much budget until an
+            # operator releases it, so it is logged with the ids needed to do that.
+            logger.error(
+                "budget reservation not released",
+                extra={
+                    "request_id": reservation.request_id,
+                    "tenant_id": reservation.tenant_id,
+                    "month": reservation.month,
+                    "error_code": error.response.get("Error", {}).get("Code"),
+                },
+            )
 
     def _reject(self, scope: TenantScope, request_id: str, admission: Admission) -> None:
         """Publish the throttle event of a rejected request and raise ThrottledError."""
@@ -292,4 +379,6 @@ def build_service(settings: Any) -> InvocationService:
         runtime=AgentRuntime(settings.agent_runtime_arn, settings.agent_runtime_qualifier),
         publisher=MeteringPublisher(settings.event_bus_name),
         admission=AdmissionControl(dynamodb.Table(settings.limits_table)),
+        totals_table=settings.totals_table,
+        catalog=default_catalog(),
     )
