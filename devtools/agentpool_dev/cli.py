@@ -24,6 +24,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from agentpool.billing.render import FORMATS
+from agentpool.billing.rerate import Rerating
+from agentpool.pricing.catalog import PriceCatalog, default_catalog
 from agentpool.publisher import PublishError
 from agentpool.registry import TenantExistsError
 from agentpool.tiers import TIERS
@@ -230,6 +232,60 @@ def cmd_events_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rerate(args: argparse.Namespace) -> int:
+    month = _month(args.month)
+    catalog = _catalog(args.catalog)
+    target = _target(args)
+    tenants = [tenant.tenant_id for tenant in operations.list_tenants(target)]
+    rerating = Rerating(
+        target.client("dynamodb"),
+        target.outputs["LedgerTableName"],
+        target.outputs["TotalsTableName"],
+    )
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"Re-rating {month}", total=len(tenants))
+        result = rerating.run(tenants, month, catalog, lambda _: progress.advance(task))
+    console.print(
+        f"Re-rated {result.entries} ledger entries of {month} with catalog "
+        f"{result.catalog_version}: {len(result.recorded)} differences recorded "
+        f"(net {result.difference_usd.normalize():f} USD), {result.unchanged} unchanged, "
+        f"{len(result.duplicates)} already recorded."
+    )
+    if result.unpriced:
+        errors.print(
+            f"{len(result.unpriced)} entries have no price in the catalog and keep their "
+            "amount; add their prices and rerun."
+        )
+    if result.failed:
+        raise operations.OperatorError(
+            f"{len(result.failed)} differences were not recorded. Rerun the same command: "
+            "it records only what is missing."
+        )
+    return 0
+
+
+def _catalog(path: str | None) -> PriceCatalog:
+    if path is None:
+        return default_catalog()
+    try:
+        return PriceCatalog.from_file(Path(path))
+    except FileNotFoundError as error:
+        raise operations.OperatorError(f"Catalog file {path} not found.") from error
+    except ValueError as error:
+        raise operations.OperatorError(f"Invalid catalog file {path}: {error}") from error
+
+
+def _add_rerate_parser(commands: Any) -> None:
+    rerate = commands.add_parser(
+        "rerate", help="price a month's ledger entries again and record the differences"
+    )
+    rerate.add_argument("--month", required=True, help="billing month, YYYY-MM")
+    rerate.add_argument(
+        "--catalog", help="price catalog JSON file (default: the shipped catalog.json)"
+    )
+    rerate.set_defaults(func=cmd_rerate)
+
+
 def _add_events_parser(commands: Any) -> None:
     events = commands.add_parser("events", help="metering events").add_subparsers(
         dest="events_command", required=True
@@ -301,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     usage.set_defaults(func=cmd_usage)
 
     _add_events_parser(commands)
+    _add_rerate_parser(commands)
     report = commands.add_parser("report", help="write the monthly billing reports")
     report.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
     report.add_argument("--tenant", help="only this tenant (default: every tenant)")

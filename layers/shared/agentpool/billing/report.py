@@ -203,7 +203,9 @@ class _Line:
         self.quantities: dict[str, Decimal] = defaultdict(Decimal)
 
     def add(self, entry: Mapping[str, Any]) -> None:
-        self.events += 1
+        # A re-rating corrects the amount of an event that is already counted.
+        if not entry.get("rerate_of"):
+            self.events += 1
         self.cost += Decimal(entry["amount_usd"])
         for name, value in (entry.get("quantities") or {}).items():
             self.quantities[name] += Decimal(value)
