@@ -29,7 +29,7 @@ from agentpool.pricing.catalog import PriceCatalog, default_catalog
 from agentpool.publisher import PublishError
 from agentpool.registry import TenantExistsError
 from agentpool.tiers import TIERS
-from agentpool_dev import backfill, demo, operations, reports
+from agentpool_dev import backfill, demo, operations, reports, runtime_usage
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, PortInUseError, StackState
 
 console = Console()
@@ -275,6 +275,32 @@ def _catalog(path: str | None) -> PriceCatalog:
         raise operations.OperatorError(f"Invalid catalog file {path}: {error}") from error
 
 
+def cmd_runtime_usage_ingest(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise operations.OperatorError(f"File {path} not found; pass a USAGE_LOGS JSON lines file.")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    batch = runtime_usage.ingest_usage_logs(_target(args), lines)
+    for number, reason in batch.rejected:
+        errors.print(f"{path}:{number}: {reason}", markup=False, highlight=False)
+    console.print(
+        f"Published {len(batch.events)} Runtime Usage events. {len(batch.rejected)} records "
+        "were not billable."
+    )
+    return 1 if batch.rejected else 0
+
+
+def _add_runtime_usage_parser(commands: Any) -> None:
+    usage = commands.add_parser(
+        "runtime-usage", help="AgentCore Runtime usage logs"
+    ).add_subparsers(dest="runtime_usage_command", required=True)
+    ingest = usage.add_parser(
+        "ingest", help="publish a Runtime Usage event per record of a USAGE_LOGS file"
+    )
+    ingest.add_argument("file", help="JSON lines file of AgentCore USAGE_LOGS records")
+    ingest.set_defaults(func=cmd_runtime_usage_ingest)
+
+
 def _add_rerate_parser(commands: Any) -> None:
     rerate = commands.add_parser(
         "rerate", help="price a month's ledger entries again and record the differences"
@@ -358,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_events_parser(commands)
     _add_rerate_parser(commands)
+    _add_runtime_usage_parser(commands)
     report = commands.add_parser("report", help="write the monthly billing reports")
     report.add_argument("--month", help="YYYY-MM (default: this month, UTC)")
     report.add_argument("--tenant", help="only this tenant (default: every tenant)")

@@ -14,11 +14,18 @@ It serves two operations of the botocore service model bedrock-agentcore 2024-02
 Each invocation is recorded with its runtime session id and wall-clock seconds, which is what
 AgentCore Runtime bills by. A real runtime session stays alive between invocations and bills
 its idle time too. This stand-in does not model that.
+
+`usage_log_lines()` turns the records into USAGE_LOGS records, one per runtime session and
+started second, with the fields that AgentCore's runtime observability guide lists
+(agentpool.runtime_usage). The stand-in charges a fixed allocation of `USAGE_VCPUS` and
+`USAGE_MEMORY_GB` for the whole invocation, while AgentCore reports what a session consumed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 import threading
 import time
@@ -52,6 +59,10 @@ WEB_SEARCH_QUERY_MAX_LENGTH = 200
 WEB_SEARCH_MAX_RESULTS = 25
 WEB_SEARCH_DEFAULT_RESULTS = 3
 DEFAULT_AGENT_TIMEOUT_SECONDS = 120.0
+# The allocation that usage log records charge for each second of an invocation.
+USAGE_VCPUS = 1.0
+USAGE_MEMORY_GB = 2.0
+USAGE_REGION = "us-east-1"
 
 # Error shapes of InvokeAgentRuntime in the botocore service model, by HTTP status.
 FAULT_ERRORS: dict[int, str] = {
@@ -139,6 +150,16 @@ class AgentCoreStandIn(StandInServer):
     def invocation_count(self, runtime_session_id: str) -> int:
         with self._lock:
             return sum(1 for r in self.records if r.runtime_session_id == runtime_session_id)
+
+    def usage_log_lines(self) -> list[str]:
+        """Return USAGE_LOGS records of every recorded invocation, one JSON line per second."""
+        with self._lock:
+            records = list(self.records)
+        return [
+            json.dumps(record, separators=(",", ":"))
+            for invocation in records
+            for record in usage_log_records(invocation)
+        ]
 
     def session_seconds(self, runtime_session_id: str) -> float:
         """Sum the wall-clock seconds of the session's invocations."""
@@ -303,3 +324,36 @@ class AgentCoreStandIn(StandInServer):
             for index in range(1, count + 1)
         ]
         return json_response(200, {"results": results})
+
+
+def usage_log_records(invocation: RuntimeInvocationRecord) -> list[dict[str, Any]]:
+    """Split one invocation into USAGE_LOGS records of at most one second each."""
+    records = []
+    for second in range(math.ceil(invocation.duration_seconds)):
+        elapsed = min(1.0, invocation.duration_seconds - second)
+        timestamp_ms = int((invocation.started_at + second) * 1000)
+        endpoint = invocation.qualifier or "DEFAULT"
+        records.append(
+            {
+                "resource_arn": invocation.agent_runtime_arn,
+                "event_timestamp": timestamp_ms,
+                "resource": {
+                    "cloud.provider": "aws",
+                    "service.name": "AgentCore.Runtime",
+                    "cloud.region": USAGE_REGION,
+                },
+                "attributes": {
+                    "account.id": invocation.agent_runtime_arn.split(":")[4],
+                    "region": USAGE_REGION,
+                    "resource.id": f"{invocation.agent_runtime_arn}/runtime-endpoint/{endpoint}",
+                    "session.id": invocation.runtime_session_id,
+                    "agent.name": invocation.agent_runtime_arn.rsplit("/", 1)[-1],
+                    "elapsed_time_seconds": round(elapsed, 3),
+                },
+                "metrics": {
+                    "agent.runtime.vcpu.hours.used": USAGE_VCPUS * elapsed / 3600,
+                    "agent.runtime.memory.gb_hours.used": USAGE_MEMORY_GB * elapsed / 3600,
+                },
+            }
+        )
+    return records
