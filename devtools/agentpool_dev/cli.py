@@ -114,6 +114,28 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants_status(args: argparse.Namespace) -> int:
+    operations.set_tenant_status(_target(args), args.id, args.status)
+    console.print(f"Tenant {args.id} is now {args.status}.")
+    return 0
+
+
+def cmd_documents_upload(args: argparse.Namespace) -> int:
+    keys = operations.upload_documents(_target(args), args.tenant, args.files)
+    for key in keys:
+        console.print(f"Uploaded {key}")
+    return 0
+
+
+def cmd_admins_create(args: argparse.Namespace) -> int:
+    password = args.password or operations.generate_password()
+    sub = operations.create_platform_admin(_target(args), args.email, password)
+    console.print(f"Created platform admin {args.email} ({sub}).")
+    if not args.password:
+        console.print(f"Password (shown once): {password}")
+    return 0
+
+
 def cmd_tenants_list(args: argparse.Namespace) -> int:
     table = Table("tenant", "name", "tier", "status")
     for tenant in operations.list_tenants(_target(args)):
@@ -323,6 +345,42 @@ def _add_events_parser(commands: Any) -> None:
     publish.set_defaults(func=cmd_events_publish)
 
 
+def _add_onboarding_commands(commands: Any, tenants: Any) -> None:
+    """Add user creation, tenant suspension, document upload and platform admin commands."""
+    users = commands.add_parser("users", help="tenant users").add_subparsers(
+        dest="users_command", required=True
+    )
+    user_create = users.add_parser("create", help="create a user of a tenant")
+    user_create.add_argument("--tenant", required=True)
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--password", help="permanent password (default: generated)")
+    user_create.add_argument("--admin", action="store_true", help="make a tenant admin")
+    user_create.set_defaults(func=cmd_users_create)
+    for command, status, text in (
+        ("suspend", "suspended", "suspend a tenant: its requests get 403 until activated"),
+        ("activate", "active", "activate a suspended tenant"),
+    ):
+        status_parser = tenants.add_parser(command, help=text)
+        status_parser.add_argument("--id", required=True)
+        status_parser.set_defaults(func=cmd_tenants_status, status=status)
+
+    documents = commands.add_parser("documents", help="tenant documents").add_subparsers(
+        dest="documents_command", required=True
+    )
+    upload = documents.add_parser("upload", help="upload files for a tenant's document search")
+    upload.add_argument("--tenant", required=True)
+    upload.add_argument("files", nargs="+", type=Path, help="text files; the file name is kept")
+    upload.set_defaults(func=cmd_documents_upload)
+
+    admins = commands.add_parser("admins", help="platform admins").add_subparsers(
+        dest="admins_command", required=True
+    )
+    admin_create = admins.add_parser("create", help="create a platform admin (no tenant)")
+    admin_create.add_argument("--email", required=True)
+    admin_create.add_argument("--password", help="permanent password (default: generated)")
+    admin_create.set_defaults(func=cmd_admins_create)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentpool", description=__doc__)
     parser.add_argument("--stack", help="deployed CloudFormation stack name (default: local)")
@@ -352,16 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tier", required=True, choices=sorted(TIERS))
     create.set_defaults(func=cmd_tenants_create)
     tenants.add_parser("list", help="list tenants").set_defaults(func=cmd_tenants_list)
-
-    users = commands.add_parser("users", help="tenant users").add_subparsers(
-        dest="users_command", required=True
-    )
-    user_create = users.add_parser("create", help="create a user of a tenant")
-    user_create.add_argument("--tenant", required=True)
-    user_create.add_argument("--email", required=True)
-    user_create.add_argument("--password", help="permanent password (default: generated)")
-    user_create.add_argument("--admin", action="store_true", help="make a tenant admin")
-    user_create.set_defaults(func=cmd_users_create)
+    _add_onboarding_commands(commands, tenants)
 
     token = commands.add_parser("token", help="print an ID token for a user")
     token.add_argument("--email", required=True)

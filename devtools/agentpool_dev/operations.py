@@ -9,11 +9,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import boto3
 from boto3.dynamodb.conditions import Key
 
+from agentpool.documents import documents_prefix
 from agentpool.identity import TENANT_CLAIM, TIER_CLAIM, is_valid_tenant_id
 from agentpool.ledger import TIER_SHARDS, tier_partition
 from agentpool.registry import Tenant, TenantRegistry
@@ -240,3 +242,34 @@ def tier_month(target: Target, tier: str, month: str) -> dict[str, Decimal]:
 def list_tenants(target: Target) -> list[Tenant]:
     items = target.table("TenantsTableName").scan(ConsistentRead=True)["Items"]
     return sorted((Tenant.model_validate(item) for item in items), key=lambda t: t.tenant_id)
+
+
+def set_tenant_status(
+    target: Target, tenant_id: str, status: Literal["active", "suspended"]
+) -> None:
+    registry = TenantRegistry(target.table("TenantsTableName"))
+    if registry.get(tenant_id) is None:
+        raise OperatorError(
+            f"Tenant {tenant_id} is not registered; check `agentpool tenants list`."
+        )
+    registry.set_status(tenant_id, status)
+
+
+MAX_DOCUMENT_UPLOAD_BYTES = 1024 * 1024
+
+
+def upload_documents(target: Target, tenant_id: str, files: list[Path]) -> list[str]:
+    """Upload text files under the tenant's documents prefix; return the keys written."""
+    if TenantRegistry(target.table("TenantsTableName")).get(tenant_id) is None:
+        raise OperatorError(f"Tenant {tenant_id} is not registered; create it first.")
+    s3 = target.client("s3")
+    keys = []
+    for path in files:
+        if not path.is_file():
+            raise OperatorError(f"{path} is not a file.")
+        if path.stat().st_size > MAX_DOCUMENT_UPLOAD_BYTES:
+            raise OperatorError(f"{path} is larger than 1 MiB; split it first.")
+        key = documents_prefix(tenant_id) + path.name
+        s3.put_object(Bucket=target.outputs["DocumentsBucketName"], Key=key, Body=path.read_bytes())
+        keys.append(key)
+    return keys

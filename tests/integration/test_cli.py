@@ -128,3 +128,53 @@ def test_local_stack_names_busy_port(stack: LocalStack) -> None:
 
     with pytest.raises(PortInUseError, match="AGENTPOOL_API_PORT"):
         check_ports_free(taken)
+
+
+def test_cli_suspends_and_activates_tenant(state_file: Path) -> None:
+    tenant = f"sus-{uuid.uuid4().hex[:8]}"
+    email = f"user@{tenant}.example"
+    password = "Cli-test-password-1!"
+    agentpool(state_file, "tenants", "create", "--id", tenant, "--name", "x", "--tier", "basic")
+    agentpool(
+        state_file, "users", "create", "--tenant", tenant, "--email", email, "--password", password
+    )
+
+    suspended = agentpool(state_file, "tenants", "suspend", "--id", tenant)
+    rejected = agentpool(state_file, "invoke", "hello", "--email", email, "--password", password)
+    activated = agentpool(state_file, "tenants", "activate", "--id", tenant)
+    accepted = agentpool(state_file, "invoke", "hello", "--email", email, "--password", password)
+
+    assert suspended.returncode == 0, suspended.stderr
+    assert json.loads(rejected.stdout)["error"]["code"] == "forbidden"
+    assert activated.returncode == 0, activated.stderr
+    assert json.loads(accepted.stdout)["tier"] == "basic"
+
+
+def test_cli_uploads_documents_for_search(state_file: Path, tmp_path: Path) -> None:
+    tenant = f"doc-{uuid.uuid4().hex[:8]}"
+    email = f"user@{tenant}.example"
+    password = "Cli-test-password-1!"
+    agentpool(state_file, "tenants", "create", "--id", tenant, "--name", "x", "--tier", "basic")
+    agentpool(
+        state_file, "users", "create", "--tenant", tenant, "--email", email, "--password", password
+    )
+    document = tmp_path / "parking.md"
+    document.write_text("Visitor parking is free on level two after 18:00.", encoding="utf-8")
+
+    uploaded = agentpool(state_file, "documents", "upload", "--tenant", tenant, str(document))
+    answer = agentpool(
+        state_file, "invoke", "Where is visitor parking?", "--email", email, "--password", password
+    )
+
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"tenants/{tenant}/documents/parking.md" in uploaded.stdout
+    assert "level two" in json.loads(answer.stdout)["output"]
+
+
+def test_cli_creates_platform_admin(state_file: Path) -> None:
+    email = f"ops-{uuid.uuid4().hex[:8]}@platform.example"
+
+    created = agentpool(state_file, "admins", "create", "--email", email)
+
+    assert created.returncode == 0, created.stderr
+    assert "Password (shown once)" in created.stdout
