@@ -156,9 +156,10 @@ def load_history(memory: ConversationMemory | None, request: AgentRequest) -> li
         return []
 
 
-def save_turn(memory: ConversationMemory | None, request: AgentRequest, answer: str) -> None:
+def save_turn(memory: ConversationMemory | None, request: AgentRequest, answer: str) -> int:
+    """Store the turn in memory and return the number of memory events created (0 or 1)."""
     if memory is None or not answer:
-        return
+        return 0
     try:
         memory.append_turn(
             request.tenant_id, request.user_id, request.session_id, request.prompt, answer
@@ -167,6 +168,8 @@ def save_turn(memory: ConversationMemory | None, request: AgentRequest, answer: 
         logger.warning(
             "memory write failed request_id=%s error=%s", request.request_id, type(error).__name__
         )
+        return 0
+    return 1
 
 
 def _failed(model_id: str, code: str, message: str) -> dict[str, Any]:
@@ -247,12 +250,14 @@ def handle(payload: Any, runtime_session_id: str | None) -> dict[str, Any]:
             error=AgentError(code="internal_error", message=f"agent failed: {type(error).__name__}")
         )
     if response.output is not None and response.error is None:
-        save_turn(memory, request, response.output)
+        memory_events = save_turn(memory, request, response.output)
+        response = response.model_copy(update={"memory_events": memory_events})
     logger.info(
-        "invocation finished request_id=%s model_calls=%d tool_calls=%d error=%s",
+        "invocation finished request_id=%s model_calls=%d tool_calls=%d memory_events=%d error=%s",
         request.request_id,
         response.model_calls,
         len(response.tool_calls),
+        response.memory_events,
         response.error.code if response.error else None,
     )
     return response.model_dump(mode="json")

@@ -241,6 +241,64 @@ def test_basic_tenant_denied_web_search(stack: Stack) -> None:
     ]
 
 
+class RecordingMemory:
+    """A ConversationMemory double that stores turns, or fails every write when told to."""
+
+    def __init__(self, fail_writes: bool = False) -> None:
+        self.fail_writes = fail_writes
+        self.turns: list[tuple[str, str]] = []
+
+    def history(self, tenant_id: str, user_id: str, session_id: str) -> list[dict[str, Any]]:
+        return []
+
+    def append_turn(
+        self, tenant_id: str, user_id: str, session_id: str, prompt: str, answer: str
+    ) -> None:
+        if self.fail_writes:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "CreateEvent"
+            )
+        self.turns.append((prompt, answer))
+
+
+def test_agent_without_memory_reports_no_events(stack: Stack) -> None:
+    result = invoke(stack, payload())
+    assert result["error"] is None
+    assert result["memory_events"] == 0
+
+
+def test_agent_reports_created_memory_events(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = RecordingMemory()
+    monkeypatch.setattr(agent.app, "conversation_memory", lambda settings, request: memory)
+    result = invoke(stack, payload())
+    assert result["error"] is None
+    assert len(memory.turns) == 1
+    assert result["memory_events"] == 1
+
+
+def test_failed_memory_write_reports_no_events(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = RecordingMemory(fail_writes=True)
+    monkeypatch.setattr(agent.app, "conversation_memory", lambda settings, request: memory)
+    result = invoke(stack, payload())
+    assert result["error"] is None
+    assert result["output"]
+    assert result["memory_events"] == 0
+
+
+def test_failed_answer_stores_no_memory_events(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = RecordingMemory()
+    monkeypatch.setattr(agent.app, "conversation_memory", lambda settings, request: memory)
+    stack.functions.on_call = lambda: stack.bedrock.fail_next(424)
+    result = invoke(stack, payload())
+    assert result["error"]["code"] == "model_call_failed"
+    assert memory.turns == []
+    assert result["memory_events"] == 0
+
+
 def test_agent_fault_after_run_not_retried(stack: Stack) -> None:
     stack.agentcore.fail_next(500, after_agent_ran=True)
     runs_before = stack.agentcore.invocation_count(SESSION_ID)

@@ -62,4 +62,6 @@ class AgentResponse(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
     model_calls: int = 0
     tool_calls: tuple[ToolCallRecord, ...] = ()
+    # AgentCore Memory events that this invocation created (CreateEvent calls that succeeded).
+    memory_events: int = Field(default=0, ge=0)
     error: AgentError | None = None
