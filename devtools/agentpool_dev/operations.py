@@ -200,6 +200,7 @@ COUNTERS = (
     "tool_denials",
     "unpriced_events",
     "throttled_requests",
+    "memory_events",
     "cost_usd",
 )
 

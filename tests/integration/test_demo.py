@@ -3,7 +3,9 @@
 Token counts come from the Bedrock stand-in (Tekken tokenizer for Mistral, the documented
 approximation for gpt-oss) and are fixed by the demo's texts. Costs are computed by hand from
 catalog.json: basic input and output 0.15 USD per million tokens; premium input 0.15 and
-output 0.60 per million; each allowed Gateway tool call 0.005 USD per thousand.
+output 0.60 per million; each allowed Gateway tool call 0.005 USD per thousand. Each AgentCore
+Memory event costs 0.25 USD per thousand. The agent stores every answered turn as one Memory
+event, so each tenant has as many Memory events as successful invocations.
 """
 
 from __future__ import annotations
@@ -18,18 +20,22 @@ from agentpool_dev.local_stack import LocalStack, Ports
 
 pytestmark = pytest.mark.integration
 
-# harbor-clinic: (558 + 483) x 0.15 / 1e6 + 3 x 0.000005 = 0.00015615 + 0.000015
-# meadow-clinic: (143 + 112) x 0.15 / 1e6 + 1 x 0.000005 = 0.00003825 + 0.000005
-# st-anne-hospital: 774 x 0.15 / 1e6 + 420 x 0.60 / 1e6 + 4 x 0.000005
-#                 = 0.0001161 + 0.000252 + 0.00002
+# Fields: invocations, input tokens, output tokens, tool calls, Memory events, cost in USD.
+# harbor-clinic: (558 + 483) x 0.15 / 1e6 + 3 x 0.000005 + 3 x 0.00025
+#              = 0.00015615 + 0.000015 + 0.00075
+# meadow-clinic: (143 + 112) x 0.15 / 1e6 + 1 x 0.000005 + 1 x 0.00025
+#              = 0.00003825 + 0.000005 + 0.00025
+# st-anne-hospital: 774 x 0.15 / 1e6 + 420 x 0.60 / 1e6 + 4 x 0.000005 + 2 x 0.00025
+#                 = 0.0001161 + 0.000252 + 0.00002 + 0.0005
+# basic tier: harbor-clinic + meadow-clinic = 0.00092115 + 0.00029325
 EXPECTED_TENANTS = {
-    "harbor-clinic": (3, 558, 483, 3, Decimal("0.00017115")),
-    "meadow-clinic": (1, 143, 112, 1, Decimal("0.00004325")),
-    "st-anne-hospital": (2, 774, 420, 4, Decimal("0.0003881")),
+    "harbor-clinic": (3, 558, 483, 3, 3, Decimal("0.00092115")),
+    "meadow-clinic": (1, 143, 112, 1, 1, Decimal("0.00029325")),
+    "st-anne-hospital": (2, 774, 420, 4, 2, Decimal("0.0008881")),
 }
 EXPECTED_TIERS = {
-    "basic": (4, 701, 595, 4, Decimal("0.0002144")),
-    "premium": (2, 774, 420, 4, Decimal("0.0003881")),
+    "basic": (4, 701, 595, 4, 4, Decimal("0.0012144")),
+    "premium": (2, 774, 420, 4, 2, Decimal("0.0008881")),
 }
 
 
@@ -52,6 +58,7 @@ def summary(total: dict[str, Decimal]) -> tuple[Decimal, ...]:
         total["input_tokens"],
         total["output_tokens"],
         total["tool_calls"],
+        total["memory_events"],
         total["cost_usd"],
     )
 

@@ -31,6 +31,32 @@ def model_cost(model_id: str, input_tokens: int, output_tokens: int) -> Decimal:
     return (Decimal(input_tokens) * prices.input + Decimal(output_tokens) * prices.output) / MILLION
 
 
+def memory_event_cost() -> Decimal:
+    return default_catalog().memory_price(datetime.now(UTC)).usd_per_thousand_events / 1000
+
+
+def test_memory_events_priced_in_month_totals(
+    onboard: Onboarding, target: operations.Target, stack: LocalStack
+) -> None:
+    tenant_id = onboard.tenant("basic", DOCUMENTS)
+    user = onboard.user(tenant_id)
+    _, first = operations.invoke(target, user.token, "Who gets the high-dose flu vaccine?")
+    status, _ = operations.invoke(target, user.token, "And on which day?", first["sessionId"])
+    stack.wait_for_metering()
+
+    month = month_now()
+    breakdown = target.table("TotalsTableName").get_item(
+        Key={"pk": tenant_id, "sk": f"month#{month}#memory#agentcore"}, ConsistentRead=True
+    )["Item"]
+    total = operations.tenant_month(target, tenant_id, month)["total"]
+    assert status == 200
+    assert total["memory_events"] == 2
+    assert breakdown["memory_events"] == 2
+    assert breakdown["cost_usd"] == 2 * memory_event_cost()
+    assert breakdown["cost_usd"] == Decimal("0.0005")
+    assert total["unpriced_events"] == 0
+
+
 def test_basic_invocation_returns_answer(onboard: Onboarding, target: operations.Target) -> None:
     user = onboard.user(onboard.tenant("basic", DOCUMENTS))
 
@@ -77,6 +103,8 @@ def test_usage_reaches_tenant_and_tier_totals(
     # allowed Gateway call costs 0.005 USD per thousand.
     tool_calls = 2 * len(responses)
     expected_cost += Decimal(tool_calls) * Decimal("0.005") / 1000
+    # The agent stores each answered turn as one AgentCore Memory event, 0.25 USD per thousand.
+    expected_cost += len(responses) * memory_event_cost()
     usage = operations.tenant_month(target, tenant_id, month_now())
     total = usage["total"]
     assert total["invocations"] == 2

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from agentpool.events import ModelUsage, RuntimeUsage, ToolInvoked, stable_event_id
+from agentpool.events import MemoryUsage, ModelUsage, RuntimeUsage, ToolInvoked, stable_event_id
 from agentpool.ledger import TIER_SHARDS, Ledger, tier_partition
 from agentpool.pricing.catalog import DEFAULT_CATALOG_PATH, PriceCatalog
 from agentpool.pricing.rating import RatedEvent
@@ -94,6 +94,18 @@ def runtime_usage(vcpu_seconds: Decimal, memory_gb_seconds: Decimal) -> RuntimeU
         runtime_session_id="runtime-session-0123456789abcdef0123",
         vcpu_seconds=vcpu_seconds,
         memory_gb_seconds=memory_gb_seconds,
+    )
+
+
+def memory_usage(events: int, *, event_time: datetime = EVENT_TIME) -> MemoryUsage:
+    return MemoryUsage(
+        event_id=stable_event_id("req-1", "memory-usage"),
+        event_time=event_time,
+        tenant_id=TENANT,
+        tier=TIER,
+        user_id="user-a",
+        request_id="req-1",
+        events=events,
     )
 
 

@@ -28,6 +28,7 @@ from tests.unit.pricing_support import (
     TENANT,
     TIER,
     LedgerStack,
+    memory_usage,
     model_usage,
     set_fake_credentials,
     tool_invoked,
@@ -175,6 +176,20 @@ def test_totals_by_day_month_user_model(stack: LedgerStack) -> None:
     assert stack.counter(TENANT, f"{march}#tool#document_search", "tool_calls") == Decimal(1)
     assert stack.counter(TENANT, march, "model_calls") == Decimal(3)
     assert stack.counter(TENANT, march, "events") == Decimal(4)
+
+
+def test_memory_events_counted_in_totals(stack: LedgerStack) -> None:
+    stack.ledger.record([rate_event(memory_usage(3), default_catalog())])
+
+    march = "month#2026-03"
+    breakdown = f"{march}#memory#agentcore"
+    assert stack.counter(TENANT, march, "memory_events") == Decimal(3)
+    assert stack.counter(TENANT, march, "cost_usd") == Decimal("0.00075")
+    assert stack.counter(TENANT, "day#2026-03-14", "memory_events") == Decimal(3)
+    assert stack.counter(TENANT, breakdown, "memory_events") == Decimal(3)
+    assert stack.counter(TENANT, breakdown, "cost_usd") == Decimal("0.00075")
+    assert stack.tier_counter(TIER, breakdown, "memory_events") == Decimal(3)
+    assert stack.counter(TENANT, march, "events") == Decimal(1)
 
 
 def test_tenants_totals_kept_apart(stack: LedgerStack) -> None:

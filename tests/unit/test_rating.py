@@ -19,6 +19,7 @@ from tests.unit.pricing_support import (
     TENANT,
     LedgerStack,
     assert_exact_decimals,
+    memory_usage,
     model_usage,
     runtime_usage,
     set_fake_credentials,
@@ -160,3 +161,34 @@ def test_runtime_memory_priced_per_gb_hour() -> None:
     rated = rate_event(runtime_usage(Decimal(0), Decimal(3600)), default_catalog())
     assert rated.amount_usd == Decimal("0.00945")
     assert rated.unit_prices == {"vcpu_hour": Decimal("0.0895"), "gb_hour": Decimal("0.00945")}
+
+
+def test_memory_events_priced_per_thousand() -> None:
+    rated = rate_event(memory_usage(3), default_catalog())
+    assert rated.priced is True
+    assert rated.item == "agentcore.memory"
+    assert rated.amount_usd == Decimal("0.00075")
+    assert rated.amount_usd == quantize_amount(rated.amount_usd)
+    assert rated.quantities == {"events": Decimal(3)}
+    assert rated.unit_prices == {"per_thousand": Decimal("0.25")}
+    assert_exact_decimals(rated)
+
+
+def test_memory_before_catalog_start_unpriced() -> None:
+    event = memory_usage(3, event_time=datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC))
+    rated = rate_event(event, default_catalog())
+    assert rated.priced is False
+    assert rated.amount_usd == Decimal(0)
+    assert rated.unpriced_reason is not None
+    assert "agentcore.memory" in rated.unpriced_reason
+    assert rated.quantities == {"events": Decimal(3)}
+
+
+def test_unpriced_memory_recorded_and_counted(stack: LedgerStack) -> None:
+    event = memory_usage(2, event_time=datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC))
+    stack.ledger.record([rate_event(event, default_catalog())])
+    [entry] = stack.ledger_entries()
+    assert entry["priced"] is False
+    assert stack.counter(TENANT, "month#2025-12", "unpriced_events") == Decimal(1)
+    assert stack.counter(TENANT, "month#2025-12", "memory_events") == Decimal(2)
+    assert stack.counter(TENANT, "month#2025-12", "cost_usd") == Decimal(0)

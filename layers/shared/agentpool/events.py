@@ -107,8 +107,15 @@ class RuntimeUsage(MeteringEvent):
     memory_gb_seconds: Quantity
 
 
+class MemoryUsage(MeteringEvent):
+    """AgentCore Memory events (CreateEvent calls that succeeded) of one invocation."""
+
+    detail_type: Literal["Memory Usage"] = "Memory Usage"
+    events: int = Field(ge=1, le=1_000_000)
+
+
 AnyEvent = Annotated[
-    InvocationCompleted | ModelUsage | ToolInvoked | RuntimeUsage | RequestThrottled,
+    InvocationCompleted | ModelUsage | ToolInvoked | RuntimeUsage | MemoryUsage | RequestThrottled,
     Field(discriminator="detail_type"),
 ]
 EVENT_TYPES: tuple[type[MeteringEvent], ...] = (
@@ -116,6 +123,7 @@ EVENT_TYPES: tuple[type[MeteringEvent], ...] = (
     ModelUsage,
     ToolInvoked,
     RuntimeUsage,
+    MemoryUsage,
     RequestThrottled,
 )
 DETAIL_TYPES: tuple[str, ...] = tuple(

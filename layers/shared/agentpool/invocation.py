@@ -28,6 +28,7 @@ from agentpool.errors import (
 )
 from agentpool.events import (
     InvocationCompleted,
+    MemoryUsage,
     MeteringEvent,
     ModelUsage,
     RequestThrottled,
@@ -325,7 +326,7 @@ class InvocationService:
         response: AgentResponse | None,
         latency_ms: int,
     ) -> None:
-        """Publish the invocation and model usage events, even when the agent failed.
+        """Publish the invocation, model usage and memory usage events, even when the agent failed.
 
         Tool calls are metered by the Gateway, which sees every call, including calls made
         without the agent, so they are not published here.
@@ -356,6 +357,15 @@ class InvocationService:
                     model_id=response.model_id or model_id,
                     usage=usage_shapes.from_converse(response.usage),
                     model_calls=response.model_calls,
+                    **common,
+                )
+            )
+        # NOTE: when the agent ran but its response was lost, its Memory events go unbilled.
+        if response is not None and response.memory_events > 0:
+            events.append(
+                MemoryUsage(
+                    event_id=stable_event_id(request_id, "memory-usage"),
+                    events=response.memory_events,
                     **common,
                 )
             )

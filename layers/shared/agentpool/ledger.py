@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError
 from agentpool.billing_periods import BillingPeriods, billing_month, issued_key
 from agentpool.events import (
     InvocationCompleted,
+    MemoryUsage,
     ModelUsage,
     RequestThrottled,
     RuntimeUsage,
@@ -121,6 +122,8 @@ def _counters(rated: RatedEvent) -> tuple[dict[str, Decimal], tuple[str, str] | 
     elif isinstance(event, RuntimeUsage):
         counters["runtime_vcpu_seconds"] = event.vcpu_seconds
         counters["runtime_memory_gb_seconds"] = event.memory_gb_seconds
+    elif isinstance(event, MemoryUsage):
+        counters["memory_events"] = Decimal(event.events)
     elif isinstance(event, RequestThrottled):
         counters["throttled_requests"] = Decimal(1)
     counters = {name: value for name, value in counters.items() if value or name == "events"}
@@ -135,6 +138,8 @@ def _breakdown(rated: RatedEvent) -> tuple[str, str] | None:
         return ("tool", event.tool)
     if isinstance(event, RuntimeUsage):
         return ("runtime", "agentcore")
+    if isinstance(event, MemoryUsage):
+        return ("memory", "agentcore")
     return None
 
 

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from agentpool.events import (
     InvocationCompleted,
+    MemoryUsage,
     MeteringEvent,
     ModelUsage,
     RequestThrottled,
@@ -91,6 +92,8 @@ def rate_event(event: MeteringEvent, catalog: PriceCatalog) -> RatedEvent:
         return _rate_tool(event, catalog)
     if isinstance(event, RuntimeUsage):
         return _rate_runtime(event, catalog)
+    if isinstance(event, MemoryUsage):
+        return _rate_memory(event, catalog)
     if isinstance(event, InvocationCompleted):
         return RatedEvent(event, "invocation", ZERO, catalog.version)
     if isinstance(event, RequestThrottled):
@@ -149,3 +152,17 @@ def _rate_runtime(event: RuntimeUsage, catalog: PriceCatalog) -> RatedEvent:
     )
     unit_prices = {"vcpu_hour": price.usd_per_vcpu_hour, "gb_hour": price.usd_per_gb_hour}
     return RatedEvent(event, "agentcore.runtime", amount, catalog.version, quantities, unit_prices)
+
+
+def _rate_memory(event: MemoryUsage, catalog: PriceCatalog) -> RatedEvent:
+    quantities = {"events": Decimal(event.events)}
+    try:
+        price = catalog.memory_price(event.event_time).usd_per_thousand_events
+    except UnpricedError as error:
+        return RatedEvent(
+            event, "agentcore.memory", ZERO, catalog.version, quantities, {}, str(error)
+        )
+    amount = quantize_amount(Decimal(event.events) * price / THOUSAND)
+    return RatedEvent(
+        event, "agentcore.memory", amount, catalog.version, quantities, {"per_thousand": price}
+    )
