@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +19,7 @@ from agentpool.pricing.rating import rate_event
 from agentpool_dev import operations
 from agentpool_dev.local_stack import LocalStack
 
+from .cli_runner import agentpool
 from .conftest import Onboarding
 
 pytestmark = pytest.mark.integration
@@ -37,18 +35,6 @@ def state_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> P
     path = tmp_path_factory.mktemp("backfill") / "local-stack.json"
     stack.state.save(path)
     return path
-
-
-def agentpool(state_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENTPOOL_STATE_FILE": str(state_file), "COLUMNS": "200"}
-    return subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "agentpool_dev.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def event_detail(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from agentpool_dev.local_stack import LocalStack, PortInUseError, Ports, check_ports_free
+
+from .cli_runner import agentpool
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +22,6 @@ def state_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> P
     path = tmp_path_factory.mktemp("cli") / "local-stack.json"
     stack.state.save(path)
     return path
-
-
-def agentpool(state_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENTPOOL_STATE_FILE": str(state_file), "COLUMNS": "200"}
-    return subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "agentpool_dev.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_cli_onboards_and_invokes(state_file: Path, stack: LocalStack) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +19,7 @@ from agentpool.usage import TokenUsage
 from agentpool_dev import operations
 from agentpool_dev.local_stack import LocalStack
 
+from .cli_runner import agentpool
 from .conftest import Onboarding
 
 pytestmark = pytest.mark.integration
@@ -29,18 +27,6 @@ pytestmark = pytest.mark.integration
 # A past month that no other test of the session bills in.
 MONTH = "2026-01"
 MODEL = "mistral.ministral-3-8b-instruct"
-
-
-def agentpool(state_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENTPOOL_STATE_FILE": str(state_file), "COLUMNS": "200"}
-    return subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "agentpool_dev.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def usage_event(tenant_id: str, day: int) -> ModelUsage:

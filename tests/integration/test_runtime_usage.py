@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,21 +15,10 @@ from agentpool.runtime_usage import SessionOwner, usage_events
 from agentpool_dev import operations
 from agentpool_dev.local_stack import LocalStack
 
+from .cli_runner import agentpool
 from .conftest import Onboarding
 
 pytestmark = pytest.mark.integration
-
-
-def agentpool(state_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENTPOOL_STATE_FILE": str(state_file), "COLUMNS": "200"}
-    return subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "agentpool_dev.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_usage_logs_billed_once_to_tenant(
