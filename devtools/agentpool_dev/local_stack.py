@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 STACK_NAME = "agentpool-local"
 STATE_DIR = REPO_ROOT / ".agentpool"
-# Where a running local stack writes its endpoints, for the CLI; AGENTPOOL_STATE_FILE overrides.
+# File in which a running local stack writes its endpoints for the CLI. AGENTPOOL_STATE_FILE
+# overrides it.
 STATE_FILE = Path(os.environ.get("AGENTPOOL_STATE_FILE") or STATE_DIR / "local-stack.json")
 LOG_DIR = REPO_ROOT / "out" / "local" / "logs"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -103,7 +104,7 @@ class Ports:
 
 @dataclass(frozen=True)
 class StackState:
-    """What clients need to reach a running local stack; written to STATE_FILE."""
+    """Endpoints and resource names of a running local stack, written to STATE_FILE for clients."""
 
     api_url: str
     moto_url: str
@@ -137,7 +138,7 @@ def _wait_for_http(
             return  # it answers, even if with an error status
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+    raise TimeoutError(f"{url} did not respond within {timeout} s; see the logs in out/local/logs")
 
 
 class LocalStack:
@@ -214,7 +215,7 @@ class LocalStack:
 
     # ------------------------------------------------------------------- helpers
     def aws_session(self) -> boto3.session.Session:
-        """A boto3 session with the local stack's platform credentials (not tenant-scoped)."""
+        """Return a boto3 session with the local stack's platform (not tenant) credentials."""
         return boto3.session.Session(
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

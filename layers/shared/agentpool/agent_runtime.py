@@ -39,7 +39,7 @@ class AgentRuntime:
         self._client = client or boto3.client("bedrock-agentcore", config=NO_RETRY)
 
     def invoke(self, request: AgentRequest, runtime_session_id: str) -> AgentResponse:
-        """Run the agent once; raise UpstreamError when the runtime fails or answers badly."""
+        """Run the agent once; raise UpstreamError if the runtime fails or returns bad JSON."""
         try:
             response = self._client.invoke_agent_runtime(
                 agentRuntimeArn=self._runtime_arn,
@@ -54,9 +54,9 @@ class AgentRuntime:
         except (ClientError, BotoCoreError) as error:
             code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
             logger.warning("agent runtime call failed", extra={"error_code": code})
-            raise UpstreamError("The agent runtime failed to answer.") from error
+            raise UpstreamError("The agent runtime call failed; retry later.") from error
         try:
             return AgentResponse.model_validate(json.loads(body))
         except (ValueError, ValidationError) as error:
-            logger.warning("agent runtime answered malformed JSON")
-            raise UpstreamError("The agent runtime answered malformed JSON.") from error
+            logger.warning("agent runtime response is malformed JSON")
+            raise UpstreamError("The agent runtime returned malformed JSON.") from error

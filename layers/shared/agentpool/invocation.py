@@ -204,9 +204,7 @@ class InvocationService:
                     "error_code": response.error and response.error.code,
                 },
             )
-            raise UpstreamError(
-                "The agent failed to answer; the request id identifies the attempt."
-            )
+            raise UpstreamError("The agent failed; quote the request id when you report it.")
         usage = usage_shapes.from_converse(response.usage)
         return InvocationResult(
             request_id=request_id,
@@ -313,7 +311,7 @@ class InvocationService:
             return sessions.create(caller.tenant_id, caller.user_id)
         session = sessions.get(caller.tenant_id, session_id)
         if session is None or session.user_id != caller.user_id:
-            # One answer for "missing" and "someone else's", so ids cannot be probed.
+            # The same error for "missing" and "someone else's", so ids cannot be probed.
             raise ForbiddenError("The session does not exist or belongs to another user.")
         return session
 
