@@ -24,7 +24,7 @@ from agentpool_dev.local_stack import LOCAL_CREDENTIALS, STATE_FILE, StackState
 
 
 class OperatorError(Exception):
-    """An operator command failed; the message says what to do next."""
+    """An operator command failed; the message tells the operator what to do next."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def create_tenant(target: Target, tenant_id: str, name: str, tier: str) -> Tenan
 
 
 def generate_password() -> str:
-    """A password that meets the user pool's policy: 20 characters of every class."""
+    """Generate a password that meets the user pool's policy: 20 characters of every class."""
     alphabet = string.ascii_letters + string.digits
     core = "".join(secrets.choice(alphabet) for _ in range(16))
     return (
@@ -92,6 +92,35 @@ def generate_password() -> str:
     )
 
 
+def _create_cognito_user(
+    target: Target,
+    email: str,
+    password: str,
+    attributes: dict[str, str],
+    group: str | None,
+) -> str:
+    """Create a confirmed user with a permanent password, optionally in `group`; return its sub."""
+    cognito = target.client("cognito-idp")
+    pool_id = target.outputs["UserPoolId"]
+    created = cognito.admin_create_user(
+        UserPoolId=pool_id,
+        Username=email,
+        UserAttributes=[
+            {"Name": "email", "Value": email},
+            {"Name": "email_verified", "Value": "true"},
+            *({"Name": name, "Value": value} for name, value in attributes.items()),
+        ],
+        MessageAction="SUPPRESS",
+    )["User"]
+    cognito.admin_set_user_password(
+        UserPoolId=pool_id, Username=email, Password=password, Permanent=True
+    )
+    if group:
+        cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
+    returned = {attribute["Name"]: attribute["Value"] for attribute in created["Attributes"]}
+    return str(returned.get("sub", created["Username"]))
+
+
 def create_user(
     target: Target, tenant_id: str, email: str, password: str, tenant_admin: bool = False
 ) -> str:
@@ -99,49 +128,14 @@ def create_user(
     tenant = TenantRegistry(target.table("TenantsTableName")).get(tenant_id)
     if tenant is None:
         raise OperatorError(f"Tenant {tenant_id} is not registered; create it first.")
-    cognito = target.client("cognito-idp")
-    pool_id = target.outputs["UserPoolId"]
-    created = cognito.admin_create_user(
-        UserPoolId=pool_id,
-        Username=email,
-        UserAttributes=[
-            {"Name": "email", "Value": email},
-            {"Name": "email_verified", "Value": "true"},
-            {"Name": TENANT_CLAIM, "Value": tenant.tenant_id},
-            {"Name": TIER_CLAIM, "Value": tenant.tier},
-        ],
-        MessageAction="SUPPRESS",
-    )["User"]
-    cognito.admin_set_user_password(
-        UserPoolId=pool_id, Username=email, Password=password, Permanent=True
-    )
-    if tenant_admin:
-        cognito.admin_add_user_to_group(
-            UserPoolId=pool_id, Username=email, GroupName="tenant-admins"
-        )
-    attributes = {attribute["Name"]: attribute["Value"] for attribute in created["Attributes"]}
-    return str(attributes.get("sub", created["Username"]))
+    claims = {TENANT_CLAIM: tenant.tenant_id, TIER_CLAIM: tenant.tier}
+    group = "tenant-admins" if tenant_admin else None
+    return _create_cognito_user(target, email, password, claims, group)
 
 
 def create_platform_admin(target: Target, email: str, password: str) -> str:
     """Create a platform operator with no tenant, in the group platform-admins; return its sub."""
-    cognito = target.client("cognito-idp")
-    pool_id = target.outputs["UserPoolId"]
-    created = cognito.admin_create_user(
-        UserPoolId=pool_id,
-        Username=email,
-        UserAttributes=[
-            {"Name": "email", "Value": email},
-            {"Name": "email_verified", "Value": "true"},
-        ],
-        MessageAction="SUPPRESS",
-    )["User"]
-    cognito.admin_set_user_password(
-        UserPoolId=pool_id, Username=email, Password=password, Permanent=True
-    )
-    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName="platform-admins")
-    attributes = {attribute["Name"]: attribute["Value"] for attribute in created["Attributes"]}
-    return str(attributes.get("sub", created["Username"]))
+    return _create_cognito_user(target, email, password, {}, "platform-admins")
 
 
 def id_token(target: Target, email: str, password: str) -> str:

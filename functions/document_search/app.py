@@ -11,12 +11,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.documents import InvalidDocumentNameError, get_document, search_documents
-from agentpool.identity import TENANT_ID_PATTERN
 from agentpool.registry import TenantRegistry
+from agentpool.tools import SearchToolInput
 from agentpool.tvm import TenantScope, TokenVendingMachine
 
 logger = Logger()
@@ -30,13 +30,7 @@ class Settings(BaseSettings):
     tenant_access_role_arn: str
 
 
-class SearchInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=1000)
-    max_results: int = Field(default=3, ge=1, le=10)
-    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
-    user_id: str = Field(min_length=1, max_length=128)
+class SearchInput(SearchToolInput):
     # The name of one document to return whole instead of searching.
     document: str | None = Field(default=None, max_length=128)
 

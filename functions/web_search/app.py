@@ -8,10 +8,10 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentpool.identity import TENANT_ID_PATTERN
+from agentpool.tools import SearchToolInput
 
 logger = Logger()
 
@@ -22,15 +22,6 @@ class Settings(BaseSettings):
     web_search_id: str
 
 
-class SearchInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=1000)
-    max_results: int = Field(default=3, ge=1, le=10)
-    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
-    user_id: str = Field(min_length=1, max_length=128)
-
-
 settings = Settings()
 agentcore = boto3.client("bedrock-agentcore")
 
@@ -38,7 +29,7 @@ agentcore = boto3.client("bedrock-agentcore")
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        search = SearchInput.model_validate(event)
+        search = SearchToolInput.model_validate(event)
     except ValidationError as error:
         logger.info("invalid tool input", extra={"errors": error.error_count()})
         return {"error": "invalid input: query, tenant_id and user_id are required"}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from agentpool.identity import TENANT_ID_PATTERN
 from agentpool.tiers import Tool
 
 GATEWAY_TOOL_SEPARATOR = "___"
@@ -88,3 +89,18 @@ def tool_for_mcp_name(mcp_name: str) -> GatewayTool | None:
         if gateway_tool.mcp_name == mcp_name:
             return gateway_tool
     return None
+
+
+class SearchToolInput(BaseModel):
+    """Arguments that a Gateway search tool's Lambda target receives.
+
+    The agent fills `tenant_id` and `user_id` from the verified request, and the Gateway's
+    Cedar policy has checked them against the caller's token before the Lambda runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000)
+    max_results: int = Field(default=3, ge=1, le=10)
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
+    user_id: str = Field(min_length=1, max_length=128)
