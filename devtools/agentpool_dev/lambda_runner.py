@@ -167,6 +167,6 @@ class LambdaRunner:
 
 
 def base_environment() -> dict[str, str]:
-    """The parts of the parent environment that a Lambda process may see (PATH and such)."""
+    """Return the parent environment variables that a Lambda process may inherit, such as PATH."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
     return {key: os.environ[key] for key in keep if key in os.environ}

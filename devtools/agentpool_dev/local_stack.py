@@ -135,7 +135,7 @@ def _wait_for_http(
             with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - 127.0.0.1 only
                 return
         except urllib.error.HTTPError:
-            return  # it answers, even if with an error status
+            return  # the server responds, even if with an error status
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not respond within {timeout} s; see the logs in out/local/logs")

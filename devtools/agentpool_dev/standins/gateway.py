@@ -319,7 +319,7 @@ class GatewayStandIn(StandInServer):
             try:
                 self.publish_events([event])
             except PublishError as error:
-                # The decision stands. The event id is logged, so the event can be sent again.
+                # The decision is kept. The event id is logged, so the event can be sent again.
                 logger.error(
                     "tool event not published request_id=%s event_ids=%s",
                     request_id,

@@ -370,7 +370,7 @@ class InvocationService:
         try:
             self._publisher.publish(events)
         except PublishError as error:
-            # NOTE: the answer is still returned; the unpublished ids are logged for a backfill.
+            # NOTE: the response is still returned; the unpublished ids are logged for a backfill.
             logger.error(
                 "metering events not published",
                 extra={"request_id": request_id, "event_ids": error.event_ids},

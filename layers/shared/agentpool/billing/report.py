@@ -126,7 +126,7 @@ class AdjustmentLine(BaseModel):
 
 
 class Reconciliation(BaseModel):
-    """What the report compared: the ledger's sums against the totals table, per key."""
+    """Comparison of the ledger's sums with the totals table, per key."""
 
     model_config = ConfigDict(frozen=True)
 

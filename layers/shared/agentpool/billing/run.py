@@ -79,7 +79,7 @@ def previous_month(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class ReportTargets:
-    """Where a run reads and writes: table names, bucket and event bus."""
+    """Table names, bucket and event bus that a run reads and writes."""
 
     ledger_table: str
     totals_table: str
@@ -89,7 +89,7 @@ class ReportTargets:
 
 @dataclass
 class RunResult:
-    """What one run wrote, and what its reads and time cost."""
+    """Outcome of one run: the objects written, the DynamoDB reads and the time taken."""
 
     month: str
     # True when the month is issued: marked by this run or by an earlier one.
