@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from agentpool_dev.jwt_verifier import CognitoJwtVerifier, TokenError
+from agentpool.tokens import CognitoJwtVerifier, TokenError
 from agentpool_dev.lambda_runner import FunctionError
 from agentpool_dev.template import ApiRoute
 

@@ -30,8 +30,7 @@ from typing import Any
 
 import boto3
 
-from agentpool.publisher import MeteringPublisher
-from agentpool_dev.jwt_verifier import CognitoJwtVerifier
+from agentpool.tokens import CognitoJwtVerifier
 from agentpool_dev.lambda_runner import FunctionSpec, LambdaRunner, base_environment
 from agentpool_dev.local_api import LocalApi
 from agentpool_dev.provision import REGION, LocalResources, Provisioner
@@ -269,16 +268,14 @@ class LocalStack:
             audience=self.name("UserPoolClient"),
         )
 
-    def _tenant_tier(self, tenant_id: str) -> str | None:
-        table = self.aws_session().resource("dynamodb", endpoint_url=self.moto_url)
-        item = (
-            table.Table(self.name("TenantsTable"))
-            .get_item(Key={"tenant_id": tenant_id}, ConsistentRead=True)
-            .get("Item")
-        )
-        if not item or item.get("status") != "active":
-            return None
-        return str(item["tier"])
+    def _gateway_interceptor(self) -> str | None:
+        """Return the logical id of the Gateway's REQUEST interceptor function, if any."""
+        for resource in self.template.of_type("AWS::BedrockAgentCore::Gateway").values():
+            for config in resource["Properties"].get("InterceptorConfigurations", []):
+                if "REQUEST" in config["InterceptionPoints"]:
+                    arn = config["Interceptor"]["Lambda"]["Arn"]
+                    return str(arn["Fn::GetAtt"][0])
+        return None
 
     def _start_standins(self, verifier: CognitoJwtVerifier) -> None:
         bedrock = BedrockStandIn(port=self.ports.bedrock)
@@ -296,12 +293,8 @@ class LocalStack:
         gateway = GatewayStandIn(
             verifier=verifier,
             invoke_function=self.runner.invoke,
-            tenant_tier_lookup=self._tenant_tier,
             port=self.ports.gateway,
-            # The Gateway meters every tool call decision on the metering bus.
-            publish_events=MeteringPublisher(
-                self.name("MeteringBus"), client=self.client("events")
-            ).publish,
+            interceptor_function=self._gateway_interceptor(),
         )
         gateway.start()
         self._stoppers.append(gateway.stop)
@@ -339,6 +332,10 @@ class LocalStack:
         assert self.resources is not None  # noqa: S101
         for logical_id in self.template.functions():
             variables = self.resources.resolve(self.template.function_environment(logical_id))
+            if "TOKEN_JWKS_URL" in variables:
+                # The user pool's signing keys are served by moto, not by Cognito's domain.
+                pool_id = self.name("UserPool")
+                variables["TOKEN_JWKS_URL"] = f"{self.moto_url}/{pool_id}/.well-known/jwks.json"
             code_uri = self.template.function_setting(logical_id, "CodeUri")
             handler = self.template.function_setting(logical_id, "Handler")
             environment = {

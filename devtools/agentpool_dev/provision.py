@@ -160,6 +160,9 @@ class Provisioner:
             resources.attributes[(logical_id, "ProviderName")] = (
                 f"cognito-idp.{REGION}.amazonaws.com/{pool['Id']}"
             )
+            resources.attributes[(logical_id, "ProviderURL")] = (
+                f"https://cognito-idp.{REGION}.amazonaws.com/{pool['Id']}"
+            )
         for logical_id, resource in self.template.of_type("AWS::Cognito::UserPoolClient").items():
             props = resources.resolve(resource["Properties"])
             client = cognito.create_user_pool_client(

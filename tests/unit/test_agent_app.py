@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 import agent.app
 from agent.mcp_client import McpClient, _parse_event_stream
 from agentpool.agent_contract import MAX_OUTPUT_TOKENS
-from agentpool_dev.jwt_verifier import TokenError
+from agentpool.tokens import TokenError
 from agentpool_dev.standins.agentcore import AgentCoreStandIn
 from agentpool_dev.standins.bedrock import BedrockStandIn
 from agentpool_dev.standins.gateway import GatewayStandIn
@@ -50,7 +50,8 @@ class FixedTokenVerifier:
     def verify(self, token: str) -> dict[str, Any]:
         if token != TOKEN:
             raise TokenError("token is invalid")
-        return {"sub": "user-1", "custom:tenant_id": self.tenant_id}
+        tier = TENANT_TIERS[self.tenant_id]
+        return {"sub": "user-1", "custom:tenant_id": self.tenant_id, "custom:tier": tier}
 
 
 class CannedFunctions:
@@ -106,7 +107,7 @@ def stack() -> Iterator[Stack]:
     verifier = FixedTokenVerifier()
     functions = CannedFunctions()
     bedrock = BedrockStandIn()
-    gateway = GatewayStandIn(verifier, functions, TENANT_TIERS.get)
+    gateway = GatewayStandIn(verifier, functions)
     agent_server = AgentServer()
     bedrock.start()
     gateway.start()

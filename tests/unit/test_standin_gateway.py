@@ -10,18 +10,21 @@ from typing import Any
 
 import pytest
 
-from agentpool_dev.jwt_verifier import TokenError
+from agentpool.tokens import TokenError
 from agentpool_dev.standins.gateway import GatewayStandIn
 
 DOCUMENT_SEARCH = "document-search___search_documents"
 WEB_SEARCH = "web-search___search_web"
 
 TOKENS = {
-    "token-basic": {"sub": "user-b", "custom:tenant_id": "clinic-basic"},
-    "token-premium": {"sub": "user-p", "custom:tenant_id": "hospital-premium"},
+    "token-basic": {"sub": "user-b", "custom:tenant_id": "clinic-basic", "custom:tier": "basic"},
+    "token-premium": {
+        "sub": "user-p",
+        "custom:tenant_id": "hospital-premium",
+        "custom:tier": "premium",
+    },
     "token-unknown": {"sub": "user-u", "custom:tenant_id": "clinic-gone"},
 }
-TENANT_TIERS = {"clinic-basic": "basic", "hospital-premium": "premium"}
 
 
 class FakeVerifier:
@@ -50,7 +53,7 @@ def functions() -> FakeFunctions:
 
 @pytest.fixture
 def gateway(functions: FakeFunctions) -> Iterator[GatewayStandIn]:
-    server = GatewayStandIn(FakeVerifier(), functions, TENANT_TIERS.get)
+    server = GatewayStandIn(FakeVerifier(), functions)
     server.start()
     yield server
     server.stop()
@@ -223,21 +226,64 @@ def test_decisions_recorded(gateway: GatewayStandIn) -> None:
     ]
 
 
-def test_tier_comes_from_registry(functions: FakeFunctions) -> None:
-    # The token claims premium, but the registry has the tenant on basic.
-    tokens_claim = dict(TOKENS["token-basic"], **{"custom:tier": "premium"})
+class Interceptor(FakeFunctions):
+    """Tool functions plus a REQUEST interceptor that denies web search and passes the rest."""
 
-    class ClaimingVerifier:
-        def verify(self, token: str) -> dict[str, Any]:
-            return tokens_claim
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[dict[str, Any]] = []
 
-    server = GatewayStandIn(ClaimingVerifier(), functions, TENANT_TIERS.get)
+    def __call__(self, logical_id: str, event: dict[str, Any], context: Any) -> Any:
+        if logical_id != "InterceptorFunction":
+            return super().__call__(logical_id, event, context)
+        self.inputs.append(event)
+        body = event["mcp"]["gatewayRequest"]["body"]
+        if body.get("params", {}).get("name") == WEB_SEARCH:
+            denial = {"jsonrpc": "2.0", "id": body["id"], "result": {"isError": True}}
+            return {
+                "interceptorOutputVersion": "1.0",
+                "mcp": {"transformedGatewayResponse": {"statusCode": 200, "body": denial}},
+            }
+        return {
+            "interceptorOutputVersion": "1.0",
+            "mcp": {"transformedGatewayRequest": {"body": body}},
+        }
+
+
+@pytest.fixture
+def intercepted() -> Iterator[tuple[GatewayStandIn, Interceptor]]:
+    functions = Interceptor()
+    server = GatewayStandIn(FakeVerifier(), functions, interceptor_function="InterceptorFunction")
     server.start()
-    try:
-        body = call(server, WEB_SEARCH, "any", "clinic-basic")
-    finally:
-        server.stop()
-    assert body["result"]["isError"] is True
+    yield server, functions
+    server.stop()
+
+
+def test_interceptor_response_is_sent_at_once(
+    intercepted: tuple[GatewayStandIn, Interceptor],
+) -> None:
+    server, functions = intercepted
+    # The token is premium, so the policy alone would allow the call.
+    body = call(server, WEB_SEARCH, "token-premium", "hospital-premium", "user-p")
+
+    assert body["result"] == {"isError": True}
+    assert [logical_id for logical_id, _, _ in functions.calls] == []
+    assert [(d.tool, d.decision) for d in server.decisions] == [(WEB_SEARCH, "denied")]
+
+
+def test_interceptor_gets_headers_and_request(
+    intercepted: tuple[GatewayStandIn, Interceptor],
+) -> None:
+    server, functions = intercepted
+
+    body = call(server, DOCUMENT_SEARCH, "token-basic", "clinic-basic")
+
+    assert body["result"]["isError"] is False
+    [event] = functions.inputs
+    request = event["mcp"]["gatewayRequest"]
+    assert request["headers"]["authorization"] == "Bearer token-basic"
+    assert request["body"]["params"]["name"] == DOCUMENT_SEARCH
+    assert [logical_id for logical_id, _, _ in functions.calls] == ["DocumentSearchFunction"]
 
 
 def test_unknown_method_not_found(gateway: GatewayStandIn) -> None:

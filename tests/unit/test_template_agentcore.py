@@ -2,7 +2,7 @@
 
 They cover what tenant isolation and billing rely on. Only the invoke function may call the
 runtime. The Gateway accepts only this user pool's tokens for the app client. The policy engine
-enforces policies/tools.cedar, and each tool target calls its own function.
+enforces agentpool/tools.cedar, and each tool target calls its own function.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from agentpool.tools import GATEWAY_TOOLS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
-POLICY_PATH = REPO_ROOT / "policies" / "tools.cedar"
+POLICY_PATH = REPO_ROOT / "layers" / "shared" / "agentpool" / "tools.cedar"
 PARAMETERS = {
     "AgentArtifactBucket": "agentpool-artifacts-123456789012-us-east-1",
     "AgentArtifactKey": f"agent/{'0' * 64}.zip",
@@ -244,13 +244,25 @@ def test_gateway_policy_engine_enforced(resources: dict[str, Any]) -> None:
     }
 
 
-def test_gateway_role_invokes_only_tool_functions(resources: dict[str, Any]) -> None:
+def test_gateway_role_invokes_only_tool_and_interceptor_functions(
+    resources: dict[str, Any],
+) -> None:
     statements = _role_statements(resources["GatewayRole"])
     assert len(statements) == 1
     assert statements[0]["Action"] == "lambda:InvokeFunction"
     assert statements[0]["Resource"] == [
-        {"Fn::GetAtt": [tool.function_logical_id, "Arn"]} for tool in GATEWAY_TOOLS.values()
+        *({"Fn::GetAtt": [tool.function_logical_id, "Arn"]} for tool in GATEWAY_TOOLS.values()),
+        {"Fn::GetAtt": ["GatewayInterceptorFunction", "Arn"]},
     ]
+
+
+def test_gateway_request_interceptor_gets_headers(resources: dict[str, Any]) -> None:
+    [interceptor] = resources["Gateway"]["Properties"]["InterceptorConfigurations"]
+    assert interceptor == {
+        "InterceptionPoints": ["REQUEST"],
+        "Interceptor": {"Lambda": {"Arn": {"Fn::GetAtt": ["GatewayInterceptorFunction", "Arn"]}}},
+        "InputConfiguration": {"PassRequestHeaders": True},
+    }
 
 
 @pytest.mark.parametrize("tool", list(GATEWAY_TOOLS.values()), ids=lambda tool: tool.target_name)

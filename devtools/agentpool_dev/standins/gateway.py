@@ -1,25 +1,28 @@
-"""Local stand-in for an Amazon Bedrock AgentCore Gateway with Lambda targets and Cedar policy.
+"""Local stand-in for an Amazon Bedrock AgentCore Gateway with Lambda targets, Cedar policy and
+a REQUEST interceptor.
 
 It serves MCP over streamable HTTP at `POST /mcp` (JSON-RPC 2.0 `initialize`,
 `notifications/initialized`, `tools/list` and `tools/call`). Replies are `application/json`.
+Each request goes through the same steps as in the Gateway:
 
-- Inbound auth works like the Gateway's CUSTOM_JWT authorizer: the `Authorization: Bearer`
-  token must pass `verifier.verify`, otherwise the reply is HTTP 401.
-- Authorization uses the Cedar policies in `policies/tools.cedar`, evaluated with cedarpy.
-  The caller's tier comes from `tenant_tier_lookup`, the tenant registry, never from a token
-  claim. `tools/list` lists only the tools that the caller may call.
-- A denied `tools/call` returns a JSON-RPC result with `isError: true` and the text that
-  AgentCore Gateway sends for a policy denial (AgentCore developer guide, "Use an AgentCore
-  Gateway with Policy", section "Policy responses").
-- An allowed call runs `invoke_function(function_logical_id, event, client_context)`, where
-  `event` is the tool arguments and `client_context` carries the `bedrockAgentCore*` keys
-  that the Gateway passes to Lambda targets.
+1. Inbound auth, like the Gateway's CUSTOM_JWT authorizer: the `Authorization: Bearer` token
+   must pass `verifier.verify`, otherwise the reply is HTTP 401.
+2. The REQUEST interceptor, when one is named: its Lambda function gets the interceptor input
+   (with request headers) and returns either the request to go on with or the response to send
+   at once. agentpool's interceptor (functions/gateway_interceptor) bounds the tier by the
+   tenant registry and meters every `tools/call` decision.
+3. AgentCore Policy: the Cedar policies of agentpool/tools.cedar, evaluated with cedarpy on
+   the token's claims as principal tags (agentpool.tool_policy). `tools/list` lists only the
+   tools that the caller may call. A denied `tools/call` returns a JSON-RPC result with
+   `isError: true` and the text that AgentCore Gateway sends for a policy denial.
+4. An allowed call runs `invoke_function(function_logical_id, event, client_context)`, where
+   `event` is the tool arguments and `client_context` carries the `bedrockAgentCore*` keys
+   that the Gateway passes to Lambda targets.
 
-Every `tools/call` decision is appended to `decisions` and, when the caller's tenant is
-registered and active, published as one Tool Invoked event through `publish_events`, so
-calls made without the agent are metered too (see agentpool.tool_metering). Each
-`tools/call` gets its own Gateway request id, from which the event id derives together with
-the JSON-RPC id.
+AWS does not document whether the interceptor runs before or after the policy check. The
+stand-in runs it first, so that every decision reaches the interceptor; agentpool's
+interceptor decides at least as strictly as the policy, so the order changes no outcome.
+Every `tools/call` outcome is appended to `decisions`.
 """
 
 from __future__ import annotations
@@ -28,34 +31,20 @@ import json
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import cedarpy
-
-from agentpool.events import MeteringEvent
 from agentpool.identity import TENANT_CLAIM
-from agentpool.publisher import PublishError
-from agentpool.tool_metering import tool_event
-from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
-from agentpool_dev.jwt_verifier import TokenError
+from agentpool.tokens import TokenError
+from agentpool.tool_policy import ToolPolicy, denial_text
+from agentpool.tools import GATEWAY_TOOLS, tool_for_mcp_name
 from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
 
 logger = logging.getLogger(__name__)
 
-POLICY_PATH = Path(__file__).resolve().parents[3] / "policies" / "tools.cedar"
 SUPPORTED_PROTOCOL_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
 SERVER_INFO = {"name": "agentpool-gateway-standin", "version": "0.1.0"}
-# The texts of AgentCore Gateway's policy denials, with the reason in brackets.
-POLICY_DENIED_TEXT = (
-    "AuthorizeActionException - Tool Execution Denied: Tool call not allowed due to policy "
-    "enforcement [{reason}]"
-)
-DENIED_BY_DEFAULT = "No policy applies to the request (denied by default)."
 STAND_IN_NOTE = "This is the local AgentCore Gateway stand-in."
 
 # JSON-RPC 2.0 error codes.
@@ -64,9 +53,7 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 
-InvokeFunction = Callable[[str, dict[str, Any], dict[str, Any]], Any]
-TenantTierLookup = Callable[[str], "str | None"]
-PublishEvents = Callable[[Sequence[MeteringEvent]], None]
+InvokeFunction = Callable[[str, dict[str, Any], "dict[str, Any] | None"], Any]
 
 
 class TokenVerifier(Protocol):
@@ -75,7 +62,7 @@ class TokenVerifier(Protocol):
 
 @dataclass(frozen=True)
 class GatewayDecision:
-    """The policy decision on one `tools/call`."""
+    """The outcome of one `tools/call`: who called which tool, and whether it ran."""
 
     tool: str
     tenant_id: str | None
@@ -83,17 +70,6 @@ class GatewayDecision:
     decision: Literal["allowed", "denied"]
     reason: str
     at: float
-    request_id: str = ""
-    event_id: str | None = None
-
-
-@dataclass(frozen=True)
-class GatewayCaller:
-    """The verified caller: `sub` and tenant from the token, tier from the tenant registry."""
-
-    user_id: str
-    tenant_id: str | None
-    tier: str | None
 
 
 def _rpc_result(request_id: Any, result: dict[str, Any]) -> HttpResponse:
@@ -105,24 +81,22 @@ def _rpc_error(request_id: Any, code: int, message: str, status: int = 200) -> H
     return json_response(status, {"jsonrpc": "2.0", "id": request_id, "error": error})
 
 
-def _cedar_context_input(arguments: dict[str, Any]) -> dict[str, Any]:
-    # Cedar has no floats or nulls, so only string, integer and boolean arguments are passed.
-    return {name: value for name, value in arguments.items() if isinstance(value, str | int | bool)}
-
-
 def _tool_text(result: Any) -> str:
     return result if isinstance(result, str) else json.dumps(result)
+
+
+def _denial(request_id: Any, reason: str) -> HttpResponse:
+    content = [{"type": "text", "text": denial_text(reason)}]
+    return _rpc_result(request_id, {"content": content, "isError": True})
 
 
 class GatewayStandIn(StandInServer):
     """AgentCore Gateway stand-in.
 
     `verifier.verify(token)` returns the token's claims or raises TokenError.
-    `invoke_function(function_logical_id, event, client_context)` runs a tool's Lambda
-    function and returns its JSON result. `tenant_tier_lookup(tenant_id)` returns the tier of
-    an active tenant, or None for an unknown or inactive one. `publish_events(events)` sends
-    Tool Invoked events to the metering bus and raises PublishError for events it could not
-    send. Without it, decisions are only recorded.
+    `invoke_function(function_logical_id, event, client_context)` runs a Lambda function (a
+    tool target or the interceptor) and returns its JSON result. `interceptor_function` is the
+    logical id of the REQUEST interceptor's function, or None for a Gateway without one.
     """
 
     name = "gateway-standin"
@@ -131,19 +105,17 @@ class GatewayStandIn(StandInServer):
         self,
         verifier: TokenVerifier,
         invoke_function: InvokeFunction,
-        tenant_tier_lookup: TenantTierLookup,
         port: int = 0,
         gateway_id: str = "agentpool-gateway-standin",
-        policy_path: Path = POLICY_PATH,
-        publish_events: PublishEvents | None = None,
+        interceptor_function: str | None = None,
+        policy: ToolPolicy | None = None,
     ) -> None:
         super().__init__(port)
         self.verifier = verifier
         self.invoke_function = invoke_function
-        self.tenant_tier_lookup = tenant_tier_lookup
         self.gateway_id = gateway_id
-        self.publish_events = publish_events
-        self.policies = policy_path.read_text()
+        self.interceptor_function = interceptor_function
+        self.policy = policy or ToolPolicy(gateway_id)
         self.decisions: list[GatewayDecision] = []
         self._lock = threading.Lock()
 
@@ -174,7 +146,12 @@ class GatewayStandIn(StandInServer):
         if "id" not in message:
             # A notification, such as notifications/initialized, gets 202 and no body.
             return HttpResponse(status=202)
-        return self._dispatch(message, self._caller(claims))
+        if self.interceptor_function is not None:
+            intercepted = self._intercept(request, message, claims)
+            if isinstance(intercepted, HttpResponse):
+                return intercepted
+            message = intercepted
+        return self._dispatch(message, claims)
 
     def _authenticate(self, request: HttpRequest) -> dict[str, Any] | None:
         header = request.header("Authorization") or ""
@@ -188,13 +165,41 @@ class GatewayStandIn(StandInServer):
             logger.info("gateway request rejected reason=%s", error)
             return None
 
-    def _caller(self, claims: dict[str, Any]) -> GatewayCaller:
-        tenant_id = claims.get(TENANT_CLAIM)
-        tenant_id = tenant_id if isinstance(tenant_id, str) else None
-        tier = self.tenant_tier_lookup(tenant_id) if tenant_id is not None else None
-        return GatewayCaller(user_id=str(claims.get("sub", "")), tenant_id=tenant_id, tier=tier)
+    def _intercept(
+        self, request: HttpRequest, message: dict[str, Any], claims: dict[str, Any]
+    ) -> dict[str, Any] | HttpResponse:
+        """Run the REQUEST interceptor; return the request to go on with, or its response."""
+        assert self.interceptor_function is not None  # noqa: S101
+        event = {
+            "interceptorInputVersion": "1.0",
+            "mcp": {
+                "rawGatewayRequest": {"body": request.body.decode("utf-8", "replace")},
+                "gatewayRequest": {
+                    "path": request.path,
+                    "httpMethod": request.method,
+                    "headers": dict(request.headers),
+                    "body": message,
+                },
+            },
+        }
+        try:
+            output = self.invoke_function(self.interceptor_function, event, None)
+            mcp = output["mcp"]
+        except Exception as error:
+            # The Gateway fails a request whose interceptor fails, and so does the stand-in.
+            logger.error("gateway interceptor failed error=%s", type(error).__name__)
+            return _rpc_error(
+                message.get("id"), -32603, f"Interceptor failed. {STAND_IN_NOTE}", 500
+            )
+        response = mcp.get("transformedGatewayResponse")
+        if response is not None:
+            if message.get("method") == "tools/call":
+                self._record(message, claims, allowed=False, reason="denied by the interceptor")
+            return json_response(int(response.get("statusCode", 200)), response.get("body"))
+        transformed: dict[str, Any] = mcp["transformedGatewayRequest"]["body"]
+        return transformed
 
-    def _dispatch(self, message: dict[str, Any], caller: GatewayCaller) -> HttpResponse:
+    def _dispatch(self, message: dict[str, Any], claims: dict[str, Any]) -> HttpResponse:
         request_id = message["id"]
         method = message.get("method")
         params = message.get("params") or {}
@@ -217,51 +222,18 @@ class GatewayStandIn(StandInServer):
         if method == "ping":
             return _rpc_result(request_id, {})
         if method == "tools/list":
-            return _rpc_result(request_id, {"tools": self._list_tools(caller)})
+            return _rpc_result(request_id, {"tools": self._list_tools(claims)})
         if method == "tools/call":
-            return self._call_tool(request_id, params, caller)
+            return self._call_tool(message, claims)
         return _rpc_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}")
 
-    def authorize(
-        self, caller: GatewayCaller, tool: GatewayTool, arguments: dict[str, Any]
-    ) -> tuple[bool, list[str]]:
-        """Evaluate the Cedar policies for `caller` calling `tool` with `arguments`.
-
-        Return whether the call is allowed and the ids of the determining policies, which
-        cedarpy numbers `policy0`, `policy1`, ... in the order of the policy file.
-        """
-        attributes: dict[str, Any] = {"user_id": caller.user_id}
-        if caller.tenant_id is not None:
-            attributes["tenant_id"] = caller.tenant_id
-        if caller.tier is not None:
-            attributes["tier"] = caller.tier
-        entities = [
-            {
-                "uid": {"type": "AgentCore::OAuthUser", "id": caller.user_id},
-                "attrs": attributes,
-                "parents": [],
-            },
-            {
-                "uid": {"type": "AgentCore::Gateway", "id": self.gateway_id},
-                "attrs": {},
-                "parents": [],
-            },
-        ]
-        request = {
-            # json.dumps quotes and escapes the id as a Cedar string literal.
-            "principal": f"AgentCore::OAuthUser::{json.dumps(caller.user_id)}",
-            "action": f'AgentCore::Action::"{tool.mcp_name}"',
-            "resource": f'AgentCore::Gateway::"{self.gateway_id}"',
-            "context": {"input": _cedar_context_input(arguments)},
-        }
-        result = cedarpy.is_authorized(request, self.policies, entities)
-        return bool(result.allowed), list(result.diagnostics.reasons)
-
-    def _list_tools(self, caller: GatewayCaller) -> list[dict[str, Any]]:
+    def _list_tools(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
         # Listing has no call arguments, so it checks whether a call naming the caller's own
-        # tenant would be allowed, as AgentCore Policy lists a tool that some call may use.
-        own_tenant = {"tenant_id": caller.tenant_id} if caller.tenant_id else {}
-        own_tenant["user_id"] = caller.user_id
+        # tenant and user would be allowed, as AgentCore Policy lists a tool that some call may
+        # use.
+        own: dict[str, Any] = {"user_id": str(claims.get("sub", ""))}
+        if isinstance(claims.get(TENANT_CLAIM), str):
+            own["tenant_id"] = claims[TENANT_CLAIM]
         return [
             {
                 "name": tool.mcp_name,
@@ -269,100 +241,57 @@ class GatewayStandIn(StandInServer):
                 "inputSchema": tool.gateway_input_schema,
             }
             for tool in GATEWAY_TOOLS.values()
-            if self.authorize(caller, tool, own_tenant)[0]
+            if self.policy.authorize(claims, tool.mcp_name, own).allowed
         ]
 
     def _record(
-        self,
-        caller: GatewayCaller,
-        tool: str,
-        allowed: bool,
-        reason: str,
-        call_id: tuple[str, Any],
+        self, message: dict[str, Any], claims: dict[str, Any], *, allowed: bool, reason: str
     ) -> None:
-        """Record and meter one decision. `call_id` is (Gateway request id, JSON-RPC id)."""
-        request_id, rpc_id = call_id
-        outcome: Literal["allowed", "denied"] = "allowed" if allowed else "denied"
-        event = tool_event(
-            request_id=request_id,
-            tool_call_id=json.dumps(rpc_id),
-            mcp_name=tool,
-            decision=outcome,
-            tenant_id=caller.tenant_id,
-            tier=caller.tier,
-            user_id=caller.user_id,
-            event_time=datetime.now(UTC),
-        )
+        params = message.get("params") or {}
+        name = params.get("name") if isinstance(params, dict) else None
+        tenant_id = claims.get(TENANT_CLAIM)
         decision = GatewayDecision(
-            tool=tool,
-            tenant_id=caller.tenant_id,
-            user_id=caller.user_id,
-            decision=outcome,
+            tool=name if isinstance(name, str) else "",
+            tenant_id=tenant_id if isinstance(tenant_id, str) else None,
+            user_id=str(claims.get("sub", "")),
+            decision="allowed" if allowed else "denied",
             reason=reason,
             at=time.time(),
-            request_id=request_id,
-            event_id=event.event_id if event else None,
         )
         with self._lock:
             self.decisions.append(decision)
         logger.info(
-            "tool call decided tool=%s tenant_id=%s decision=%s reason=%s request_id=%s",
-            tool,
-            caller.tenant_id,
+            "tool call decided tool=%s tenant_id=%s decision=%s reason=%s",
+            decision.tool,
+            decision.tenant_id,
             decision.decision,
             reason,
-            request_id,
         )
-        if event is None:
-            logger.info("tool call not metered: no active tenant request_id=%s", request_id)
-        elif self.publish_events is not None:
-            try:
-                self.publish_events([event])
-            except PublishError as error:
-                # The decision is kept. The event id is logged, so the event can be sent again.
-                logger.error(
-                    "tool event not published request_id=%s event_ids=%s",
-                    request_id,
-                    error.event_ids,
-                )
 
-    def _call_tool(
-        self, request_id: Any, params: dict[str, Any], caller: GatewayCaller
-    ) -> HttpResponse:
+    def _call_tool(self, message: dict[str, Any], claims: dict[str, Any]) -> HttpResponse:
+        request_id = message["id"]
+        params = message.get("params") or {}
         name = params.get("name")
         arguments = params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, dict):
             return _rpc_error(request_id, INVALID_PARAMS, "Invalid params: name and arguments")
-        # The Gateway's own id of this request. The caller cannot choose it, so a caller cannot
-        # make two decisions share one event id and have the ledger drop the second.
-        call_id = (str(uuid.uuid4()), request_id)
         tool = tool_for_mcp_name(name)
         if tool is None:
-            self._record(caller, name, allowed=False, reason="unknown tool", call_id=call_id)
+            self._record(message, claims, allowed=False, reason="unknown tool")
             return _rpc_error(request_id, INVALID_PARAMS, f"Unknown tool: {name}")
-        allowed, policy_ids = self.authorize(caller, tool, arguments)
-        if not allowed:
-            # A deny with determining policies means a forbid matched. Otherwise no permit did.
-            reason = (
-                f"Policy evaluation denied due to {', '.join(policy_ids)}"
-                if policy_ids
-                else DENIED_BY_DEFAULT
-            )
-            self._record(caller, name, allowed=False, reason=reason, call_id=call_id)
-            text = POLICY_DENIED_TEXT.format(reason=reason)
-            return _rpc_result(
-                request_id, {"content": [{"type": "text", "text": text}], "isError": True}
-            )
+        decision = self.policy.authorize(claims, name, arguments)
+        if not decision.allowed:
+            self._record(message, claims, allowed=False, reason=decision.reason)
+            return _denial(request_id, decision.reason)
         missing = [
             field for field in tool.gateway_input_schema["required"] if field not in arguments
         ]
         if missing:
-            self._record(caller, name, allowed=False, reason="invalid arguments", call_id=call_id)
+            self._record(message, claims, allowed=False, reason="invalid arguments")
             return _rpc_error(
                 request_id, INVALID_PARAMS, f"Invalid arguments: missing {', '.join(missing)}"
             )
-        reason = f"permitted by {', '.join(policy_ids)}"
-        self._record(caller, name, allowed=True, reason=reason, call_id=call_id)
+        self._record(message, claims, allowed=True, reason=decision.reason)
         client_context = {
             "custom": {
                 "bedrockAgentCoreToolName": name,

@@ -1,18 +1,16 @@
-"""Tool Invoked events for the Gateway's policy decisions: one event per `tools/call` decision.
+"""Tool Invoked events for the Gateway's tool call decisions: one event per `tools/call` decision.
 
 Tool calls are metered where they are decided, at the Gateway, because a caller with a valid
 ID token can call the Gateway's MCP endpoint without the agent. The invoke function does not
 publish tool events, so no call is counted twice.
 
-- Locally, the Gateway stand-in (agentpool_dev.standins.gateway) builds these events and
-  publishes them to the metering bus.
-- In AWS, the same events would come from a Gateway interceptor Lambda, which sees each
-  `tools/call` with the caller's token claims and the policy decision, or from the Lambda tool
-  targets (allowed calls) together with the policy engine's decision logs (denied calls).
-  NOTE: that interceptor is not built yet, so a deployed stack meters no tool calls.
+The Gateway's REQUEST interceptor (functions/gateway_interceptor) decides each `tools/call`
+and publishes its event, in AWS and, through the local Gateway stand-in, on the local stack.
 
-The event id derives from the Gateway's request id and the MCP tool call id (the JSON-RPC id),
-so publishing the same decision again sends the same id, and the ledger counts it once.
+The event id derives from the interceptor's Lambda request id and the MCP tool call id (the
+JSON-RPC id). The caller cannot choose the request id, so two calls never share an event id
+that would make the ledger drop the second. Publishing the same decision again sends the same
+id, which the ledger counts once.
 """
 
 from __future__ import annotations

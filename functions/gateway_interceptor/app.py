@@ -1,0 +1,149 @@
+"""Gateway REQUEST interceptor: bound each tool call by the tenant registry and meter it.
+
+AgentCore Gateway calls this function before each request reaches a tool target. For a
+`tools/call` it:
+1. verifies the caller's ID token again (signature, issuer, audience, expiry, `token_use`),
+   because the tenant and user come only from verified claims;
+2. evaluates agentpool's Cedar tool policy with the token's tier bounded by the tenant
+   registry's tier (agentpool.tool_policy), so a downgraded or suspended tenant loses tools at
+   once, whatever its users' tokens say;
+3. publishes one Tool Invoked event for the decision, allowed or denied;
+4. returns the request unchanged when allowed, or a policy denial as the Gateway's response.
+
+AgentCore Policy on the Gateway evaluates the same Cedar text with the token's own tier. The
+tier used here is never higher, so this function denies everything that policy denies, and its
+decision is the call's final one in either order of the two checks. Other MCP methods pass
+through unchanged.
+
+The Gateway passes request headers (`passRequestHeaders`) so that the token can be read. The
+token, the tool arguments and the results are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentpool.identity import TENANT_CLAIM
+from agentpool.publisher import MeteringPublisher, PublishError
+from agentpool.registry import TenantRegistry
+from agentpool.tokens import CognitoJwtVerifier, TokenError
+from agentpool.tool_metering import tool_event
+from agentpool.tool_policy import ToolPolicy, denial_text, registry_bounded_claims
+
+logger = Logger()
+
+OUTPUT_VERSION = "1.0"
+# JSON-RPC error code of a request whose token this function does not accept.
+UNAUTHORIZED = -32001
+
+
+class Settings(BaseSettings):
+    """Environment of the function, checked at cold start."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    tenants_table: str
+    event_bus_name: str
+    token_issuer: str
+    token_jwks_url: str
+    token_audience: str
+
+
+settings = Settings()
+registry = TenantRegistry(boto3.resource("dynamodb").Table(settings.tenants_table))
+publisher = MeteringPublisher(settings.event_bus_name)
+verifier = CognitoJwtVerifier(
+    settings.token_issuer, settings.token_jwks_url, settings.token_audience
+)
+policy = ToolPolicy()
+
+
+def _pass_through(body: Any) -> dict[str, Any]:
+    return {
+        "interceptorOutputVersion": OUTPUT_VERSION,
+        "mcp": {"transformedGatewayRequest": {"body": body}},
+    }
+
+
+def _respond(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "interceptorOutputVersion": OUTPUT_VERSION,
+        "mcp": {"transformedGatewayResponse": {"statusCode": status, "body": body}},
+    }
+
+
+def _bearer_token(headers: dict[str, Any]) -> str:
+    value = next((str(v) for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _registry_tier(tenant_id: Any) -> str | None:
+    if not isinstance(tenant_id, str):
+        return None
+    tenant = registry.get(tenant_id)
+    return tenant.tier if tenant is not None and tenant.status == "active" else None
+
+
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = event.get("mcp", {}).get("gatewayRequest", {})
+    body = request.get("body")
+    if not isinstance(body, dict) or body.get("method") != "tools/call":
+        return _pass_through(body)
+    rpc_id = body.get("id")
+    params = body.get("params")
+    params = params if isinstance(params, dict) else {}
+    name = params.get("name")
+    arguments = params.get("arguments")
+    arguments = arguments if isinstance(arguments, dict) else {}
+    try:
+        claims = verifier.verify(_bearer_token(request.get("headers") or {}))
+    except TokenError as error:
+        logger.info("tool call rejected", extra={"reason": str(error)})
+        error_body = {"code": UNAUTHORIZED, "message": "Unauthorized"}
+        return _respond(401, {"jsonrpc": "2.0", "id": rpc_id, "error": error_body})
+    tenant_id = claims.get(TENANT_CLAIM)
+    tier = _registry_tier(tenant_id)
+    mcp_name = name if isinstance(name, str) else ""
+    decision = policy.authorize(registry_bounded_claims(claims, tier), mcp_name, arguments)
+    outcome: Literal["allowed", "denied"] = "allowed" if decision.allowed else "denied"
+    metering = tool_event(
+        request_id=context.aws_request_id,
+        tool_call_id=json.dumps(rpc_id),
+        mcp_name=mcp_name,
+        decision=outcome,
+        tenant_id=tenant_id if isinstance(tenant_id, str) else None,
+        tier=tier,
+        user_id=str(claims.get("sub", "")),
+        event_time=datetime.now(UTC),
+    )
+    logger.info(
+        "tool call decided",
+        extra={
+            "tenant_id": metering.tenant_id if metering else None,
+            "tool": metering.tool if metering else None,
+            "decision": outcome,
+            "reason": decision.reason,
+        },
+    )
+    if metering is None:
+        logger.info("tool call not metered: no active tenant")
+    else:
+        try:
+            publisher.publish([metering])
+        except PublishError as error:
+            # The decision stands; the event id is logged so that a backfill can send it.
+            logger.error("tool event not published", extra={"event_ids": error.event_ids})
+    if decision.allowed:
+        return _pass_through(body)
+    text = denial_text(decision.reason)
+    result = {"content": [{"type": "text", "text": text}], "isError": True}
+    return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "result": result})
