@@ -20,7 +20,7 @@ from agentpool.agent_contract import (
     AgentResponse,
     ToolCallRecord,
 )
-from agentpool.tools import GATEWAY_TOOLS, GatewayTool, tool_for_mcp_name
+from agentpool.tools import GATEWAY_TOOLS, TIER_ARGUMENT, GatewayTool, tool_for_mcp_name
 
 logger = logging.getLogger("agentpool.agent")
 
@@ -28,7 +28,7 @@ SYSTEM_PROMPT = (
     "You help the staff of a clinic or hospital. Search the tenant's documents with the tools "
     "before you answer, and say when the tools found nothing relevant."
 )
-IDENTITY_ARGUMENTS = ("tenant_id", "user_id")
+IDENTITY_ARGUMENTS = ("tenant_id", "user_id", TIER_ARGUMENT)
 
 
 class ToolGateway(Protocol):
@@ -69,10 +69,11 @@ def tool_config(tools: list[GatewayTool]) -> dict[str, Any]:
 
 
 def tool_arguments(tool: GatewayTool, model_input: Any, request: AgentRequest) -> dict[str, Any]:
-    """Keep the model's arguments that the model schema declares, then add tenant and user.
+    """Keep the model's arguments that the model schema declares, then add tenant, user, tier.
 
     Identity always comes from the request, so a model that writes `tenant_id` itself cannot
-    name another tenant.
+    name another tenant. The tier is the registry's, read by the invoke function, and the
+    Gateway's interceptor replaces it with the registry's tier again.
     """
     declared = tool.model_input_schema.get("properties", {})
     arguments = {
@@ -82,6 +83,7 @@ def tool_arguments(tool: GatewayTool, model_input: Any, request: AgentRequest) -
     }
     arguments["tenant_id"] = request.tenant_id
     arguments["user_id"] = request.user_id
+    arguments[TIER_ARGUMENT] = request.tier
     return arguments
 
 

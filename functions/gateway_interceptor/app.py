@@ -4,16 +4,18 @@ AgentCore Gateway calls this function before each request reaches a tool target.
 `tools/call` it:
 1. verifies the caller's ID token again (signature, issuer, audience, expiry, `token_use`),
    because the tenant and user come only from verified claims;
-2. evaluates agentpool's Cedar tool policy with the token's tier bounded by the tenant
-   registry's tier (agentpool.tool_policy), so a downgraded or suspended tenant loses tools at
-   once, whatever its users' tokens say;
-3. publishes one Tool Invoked event for the decision, allowed or denied;
-4. returns the request unchanged when allowed, or a policy denial as the Gateway's response.
+2. sets the call's `tier` argument to the tenant's tier in the tenant registry, replacing what
+   the caller sent (agentpool.tool_policy), so an upgrade, a downgrade or a suspension applies
+   to the next call;
+3. evaluates agentpool's Cedar tool policy on that call;
+4. publishes one Tool Invoked event for the decision, allowed or denied;
+5. returns the call with the registry's tier when allowed, or a policy denial as the Gateway's
+   response.
 
-AgentCore Policy on the Gateway evaluates the same Cedar text with the token's own tier. The
-tier used here is never higher, so this function denies everything that policy denies, and its
-decision is the call's final one in either order of the two checks. Other MCP methods pass
-through unchanged.
+AgentCore Policy evaluates the same Cedar text. If it runs after this function, it reads the
+registry's tier that this function wrote. If it runs before, it reads the caller's own `tier`,
+and this function then decides again on the registry's. Either way a call runs only if the
+policy allows it on the registry's tier. Other MCP methods pass through unchanged.
 
 The Gateway passes request headers (`passRequestHeaders`) so that the token can be read. The
 token, the tool arguments and the results are never logged.
@@ -35,7 +37,7 @@ from agentpool.publisher import MeteringPublisher, PublishError
 from agentpool.registry import TenantRegistry
 from agentpool.tokens import CognitoJwtVerifier, TokenError
 from agentpool.tool_metering import tool_event
-from agentpool.tool_policy import ToolPolicy, denial_text, registry_bounded_claims
+from agentpool.tool_policy import ToolPolicy, denial_text, with_registry_tier
 
 logger = Logger()
 
@@ -113,7 +115,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     tenant_id = claims.get(TENANT_CLAIM)
     tier = _registry_tier(tenant_id)
     mcp_name = name if isinstance(name, str) else ""
-    decision = policy.authorize(registry_bounded_claims(claims, tier), mcp_name, arguments)
+    arguments = with_registry_tier(arguments, tier)
+    decision = policy.authorize(claims, mcp_name, arguments)
     outcome: Literal["allowed", "denied"] = "allowed" if decision.allowed else "denied"
     metering = tool_event(
         request_id=context.aws_request_id,
@@ -143,7 +146,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             # The decision stands; the event id is logged so that a backfill can send it.
             logger.error("tool event not published", extra={"event_ids": error.event_ids})
     if decision.allowed:
-        return _pass_through(body)
+        return _pass_through({**body, "params": {**params, "arguments": arguments}})
     text = denial_text(decision.reason)
     result = {"content": [{"type": "text", "text": text}], "isError": True}
     return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "result": result})

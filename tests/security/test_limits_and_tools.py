@@ -123,13 +123,19 @@ def test_basic_token_direct_premium_tool_denied(
     assert totals_item(target, user.tenant_id).get("tool_denials") == Decimal(1)
 
 
-def test_downgraded_tenant_stale_premium_token_denied(
+def test_downgraded_tenant_denied_web_search(
     onboard: Onboarding, target: operations.Target, stack: LocalStack
 ) -> None:
     user = onboard.user(onboard.tenant("premium"))
-    # The tenant moves to basic after the user's token was issued with `custom:tier` premium.
+    # The tenant moves to basic after its user was created with `custom:tier` premium. The
+    # caller also names premium itself, which the Gateway's interceptor replaces.
     TenantRegistry(target.table("TenantsTableName")).set_tier(user.tenant_id, "basic")
-    arguments = {"query": "flu", "tenant_id": user.tenant_id, "user_id": user.user_id}
+    arguments = {
+        "query": "flu",
+        "tenant_id": user.tenant_id,
+        "user_id": user.user_id,
+        "tier": "premium",
+    }
     searches_before = len(stack.agentcore.web_search_queries)
 
     status, body = mcp_call(stack, user.token, WEB_SEARCH, arguments)
@@ -140,6 +146,25 @@ def test_downgraded_tenant_stale_premium_token_denied(
     assert len(stack.agentcore.web_search_queries) == searches_before
     assert tool_decisions(stack, user.tenant_id) == [(WEB_SEARCH, "denied")]
     assert totals_item(target, user.tenant_id).get("tool_denials") == Decimal(1)
+
+
+def test_upgraded_tenant_gets_web_search_at_once(
+    onboard: Onboarding, target: operations.Target, stack: LocalStack
+) -> None:
+    user = onboard.user(onboard.tenant("basic"))
+    # The user's token keeps `custom:tier` basic; the registry now says premium.
+    TenantRegistry(target.table("TenantsTableName")).set_tier(user.tenant_id, "premium")
+    arguments = {"query": "flu", "tenant_id": user.tenant_id, "user_id": user.user_id}
+    searches_before = len(stack.agentcore.web_search_queries)
+
+    status, body = mcp_call(stack, user.token, WEB_SEARCH, arguments)
+    stack.wait_for_metering()
+
+    assert status == 200
+    assert body["result"]["isError"] is False
+    assert len(stack.agentcore.web_search_queries) == searches_before + 1
+    assert tool_decisions(stack, user.tenant_id) == [(WEB_SEARCH, "allowed")]
+    assert totals_item(target, user.tenant_id).get("tool_calls") == Decimal(1)
 
 
 def test_direct_allowed_call_is_metered(

@@ -27,6 +27,7 @@ import agent.app
 from agent.mcp_client import McpClient, _parse_event_stream
 from agentpool.agent_contract import MAX_OUTPUT_TOKENS
 from agentpool.tokens import TokenError
+from agentpool.tool_policy import with_registry_tier
 from agentpool_dev.standins.agentcore import AgentCoreStandIn
 from agentpool_dev.standins.bedrock import BedrockStandIn
 from agentpool_dev.standins.gateway import GatewayStandIn
@@ -38,6 +39,7 @@ SESSION_ID = "clinic-a-user-1-session-0000000000001"
 TOKEN = "fixed-test-token"
 PROMPT = "Patient with chest pain: what does our triage policy say?"
 TENANT_TIERS = {"clinic-a": "basic", "hospital-b": "premium"}
+INTERCEPTOR = "GatewayInterceptorFunction"
 CANNED_DOCUMENTS = {"documents": [{"title": "Triage policy v3", "text": "See a nurse first."}]}
 
 
@@ -55,11 +57,23 @@ class FixedTokenVerifier:
 
 
 class CannedFunctions:
+    """Tool functions that return canned documents, and a Gateway interceptor that sets the
+    tier of each call from TENANT_TIERS, as the real one does from the tenant registry."""
+
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.on_call: Any = None
 
-    def __call__(self, logical_id: str, event: dict[str, Any], context: dict[str, Any]) -> Any:
+    def __call__(self, logical_id: str, event: dict[str, Any], context: Any) -> Any:
+        if logical_id == INTERCEPTOR:
+            body = event["mcp"]["gatewayRequest"]["body"]
+            if body.get("method") == "tools/call":
+                tenant_id = body["params"]["arguments"].get("tenant_id")
+                arguments = with_registry_tier(
+                    body["params"]["arguments"], TENANT_TIERS.get(tenant_id)
+                )
+                body = {**body, "params": {**body["params"], "arguments": arguments}}
+            return {"mcp": {"transformedGatewayRequest": {"body": body}}}
         self.events.append(event)
         if self.on_call is not None:
             self.on_call()
@@ -107,7 +121,7 @@ def stack() -> Iterator[Stack]:
     verifier = FixedTokenVerifier()
     functions = CannedFunctions()
     bedrock = BedrockStandIn()
-    gateway = GatewayStandIn(verifier, functions)
+    gateway = GatewayStandIn(verifier, functions, interceptor_function=INTERCEPTOR)
     agent_server = AgentServer()
     bedrock.start()
     gateway.start()
@@ -405,4 +419,4 @@ def test_mcp_client_lists_gateway_tools(stack: Stack) -> None:
     client = McpClient(f"{stack.gateway.url}/mcp", TOKEN)
     client.initialize()
     names = [tool["name"] for tool in client.list_tools()]
-    assert names == ["document-search___search_documents"]
+    assert names == ["document-search___search_documents", "web-search___search_web"]

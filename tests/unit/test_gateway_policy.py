@@ -23,7 +23,7 @@ from agentpool.registry import Tenant
 from agentpool.tiers import TIERS, Tool
 from agentpool.tokens import TokenError
 from agentpool.tool_metering import UNKNOWN_TOOL, tool_event_id
-from agentpool.tool_policy import POLICY_PATH, ToolPolicy, lower_tier, registry_bounded_claims
+from agentpool.tool_policy import POLICY_PATH, ToolPolicy, with_registry_tier
 from agentpool.tools import GATEWAY_TOOLS
 
 APP_PATH = Path(__file__).resolve().parents[2] / "functions" / "gateway_interceptor" / "app.py"
@@ -32,17 +32,16 @@ WEB_SEARCH = GATEWAY_TOOLS[Tool.WEB_SEARCH].mcp_name
 POLICY = ToolPolicy()
 
 
-def claims(
-    tenant_id: str = "clinic-a", tier: str | None = "basic", sub: str = "u-1"
-) -> dict[str, Any]:
-    token_claims: dict[str, Any] = {"sub": sub, "custom:tenant_id": tenant_id, "token_use": "id"}
+def claims(tenant_id: str = "clinic-a", tier: str = "basic", sub: str = "u-1") -> dict[str, Any]:
+    # `custom:tier` is what the user was created with; the policy never reads it.
+    return {"sub": sub, "custom:tenant_id": tenant_id, "custom:tier": tier, "token_use": "id"}
+
+
+def own_arguments(tier: str | None = "basic", **changes: Any) -> dict[str, Any]:
+    arguments = {"query": "triage", "tenant_id": "clinic-a", "user_id": "u-1", **changes}
     if tier is not None:
-        token_claims["custom:tier"] = tier
-    return token_claims
-
-
-def own_arguments(**changes: Any) -> dict[str, Any]:
-    return {"query": "triage", "tenant_id": "clinic-a", "user_id": "u-1", **changes}
+        arguments["tier"] = tier
+    return arguments
 
 
 # ------------------------------------------------------------------------- the Cedar policy
@@ -52,7 +51,7 @@ def own_arguments(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("tool", list(Tool))
 def test_cedar_policy_matches_tier_tools(tier_name: str, tool: Tool) -> None:
     decision = POLICY.authorize(
-        claims(tier=tier_name), GATEWAY_TOOLS[tool].mcp_name, own_arguments()
+        claims(), GATEWAY_TOOLS[tool].mcp_name, own_arguments(tier=tier_name)
     )
 
     assert decision.allowed is (tool in TIERS[tier_name].tools)
@@ -61,7 +60,7 @@ def test_cedar_policy_matches_tier_tools(tier_name: str, tool: Tool) -> None:
 @pytest.mark.parametrize("tier", [None, "enterprise", "", "Premium"])
 def test_cedar_denies_unknown_tier_by_default(tier: str | None) -> None:
     decisions = [
-        POLICY.authorize(claims(tier=tier), tool.mcp_name, own_arguments()).allowed
+        POLICY.authorize(claims(tier="premium"), tool.mcp_name, own_arguments(tier=tier)).allowed
         for tool in GATEWAY_TOOLS.values()
     ]
 
@@ -71,13 +70,13 @@ def test_cedar_denies_unknown_tier_by_default(tier: str | None) -> None:
 @pytest.mark.parametrize(
     "arguments",
     [
-        own_arguments(tenant_id="clinic-b"),
-        own_arguments(user_id="u-2"),
-        {"query": "triage", "user_id": "u-1"},
-        {"query": "triage", "tenant_id": "clinic-a"},
-        own_arguments(document="../clinic-b/documents/a.md"),
-        own_arguments(document="a/b.md"),
-        own_arguments(document="x..md"),
+        own_arguments("premium", tenant_id="clinic-b"),
+        own_arguments("premium", user_id="u-2"),
+        {"query": "triage", "user_id": "u-1", "tier": "premium"},
+        {"query": "triage", "tenant_id": "clinic-a", "tier": "premium"},
+        own_arguments("premium", document="../clinic-b/documents/a.md"),
+        own_arguments("premium", document="a/b.md"),
+        own_arguments("premium", document="x..md"),
     ],
     ids=["other-tenant", "other-user", "no-tenant", "no-user", "parent", "folder", "dots"],
 )
@@ -95,13 +94,13 @@ def test_cedar_allows_plain_document_name() -> None:
 
 
 def test_cedar_denies_unknown_tool_by_default() -> None:
-    decision = POLICY.authorize(claims(tier="premium"), "evil___tool", own_arguments())
+    decision = POLICY.authorize(claims(), "evil___tool", own_arguments("premium"))
 
     assert (decision.allowed, decision.policy_ids) == (False, ())
 
 
 def test_cedar_denies_token_without_tenant() -> None:
-    token_claims = claims(tier="premium")
+    token_claims = claims()
     del token_claims["custom:tenant_id"]
 
     assert POLICY.authorize(token_claims, DOCUMENT_SEARCH, own_arguments()).allowed is False
@@ -154,40 +153,26 @@ def test_policy_validates_against_agentcore_request_shape() -> None:
     assert result.validation_passed, [str(error) for error in result.errors]
 
 
-# --------------------------------------------------------------- the registry bounds the tier
+# ------------------------------------------------------------- the registry decides the tier
 
 
 @pytest.mark.parametrize(
-    ("token_tier", "registry_tier", "expected"),
+    ("sent", "registry_tier", "expected"),
     [
-        ("basic", "basic", "basic"),
-        ("premium", "premium", "premium"),
-        ("premium", "basic", "basic"),  # downgraded: the registry wins at once
-        ("basic", "premium", "basic"),  # upgraded: the token's tier until it is renewed
-        ("premium", None, None),  # suspended or unknown tenant
-        (None, "premium", None),  # a token without a tier
-        ("enterprise", "premium", None),
+        ("premium", "basic", "basic"),  # a caller's own tier is replaced
+        (None, "premium", "premium"),
+        ("basic", "premium", "premium"),  # an upgrade applies at once
+        ("premium", None, None),  # a suspended or unknown tenant has no tier
     ],
 )
-def test_registry_bounds_token_tier(
-    token_tier: str | None, registry_tier: str | None, expected: str | None
+def test_registry_tier_replaces_sent_tier(
+    sent: str | None, registry_tier: str | None, expected: str | None
 ) -> None:
-    bounded = registry_bounded_claims(claims(tier=token_tier), registry_tier)
+    arguments = with_registry_tier(own_arguments(tier=sent), registry_tier)
 
-    assert bounded.get("custom:tier") == expected
-    assert bounded["custom:tenant_id"] == "clinic-a"
-
-
-@pytest.mark.parametrize("first", [*sorted(TIERS), None, "other"])
-@pytest.mark.parametrize("second", [*sorted(TIERS), None, "other"])
-def test_lower_tier_never_grants_a_tool_either_lacks(first: str | None, second: str | None) -> None:
-    lower = lower_tier(first, second)
-
-    if lower is None:
-        return
-    assert first is not None
-    assert second is not None
-    assert set(TIERS[lower].tools) <= set(TIERS[first].tools) & set(TIERS[second].tools)
+    assert arguments.get("tier") == expected
+    assert arguments["tenant_id"] == "clinic-a"
+    assert arguments["query"] == "triage"
 
 
 # ------------------------------------------------------------------- the Gateway interceptor
@@ -204,6 +189,7 @@ class FakeContext:
 TOKENS = {
     "token-basic": claims("clinic-a", "basic", "u-1"),
     "token-stale-premium": claims("clinic-a", "premium", "u-1"),
+    "token-upgraded": claims("clinic-up", "basic", "u-3"),
     "token-premium": claims("hospital-b", "premium", "u-9"),
     "token-suspended": claims("clinic-gone", "basic", "u-5"),
 }
@@ -213,6 +199,7 @@ REGISTRY = {
         tenant_id="hospital-b", name="Hospital B", tier="premium", status="active"
     ),
     "clinic-gone": Tenant(tenant_id="clinic-gone", name="Gone", tier="basic", status="suspended"),
+    "clinic-up": Tenant(tenant_id="clinic-up", name="Clinic Up", tier="premium", status="active"),
 }
 
 
@@ -319,9 +306,11 @@ def test_allowed_call_goes_on_and_is_metered(interceptor: ModuleType) -> None:
 
     output = interceptor.lambda_handler(event, FakeContext())
 
-    assert output["mcp"] == {
-        "transformedGatewayRequest": {"body": event["mcp"]["gatewayRequest"]["body"]}
-    }
+    forwarded = output["mcp"]["transformedGatewayRequest"]["body"]
+    sent = event["mcp"]["gatewayRequest"]["body"]
+    assert forwarded["params"]["arguments"] == {**sent["params"]["arguments"], "tier": "basic"}
+    assert forwarded["params"]["name"] == DOCUMENT_SEARCH
+    assert forwarded["id"] == sent["id"]
     assert events(interceptor) == [("clinic-a", "basic", "document_search", "allowed")]
     [metered] = interceptor.publisher.events
     assert metered.event_id == tool_event_id(FakeContext.aws_request_id, "7")
@@ -335,8 +324,8 @@ def test_premium_tenant_may_search_the_web(interceptor: ModuleType) -> None:
     assert events(interceptor) == [("hospital-b", "premium", "web_search", "allowed")]
 
 
-def test_registry_tier_beats_a_stale_premium_token(interceptor: ModuleType) -> None:
-    # The token still says premium; the registry has the tenant on basic.
+def test_downgraded_tenant_denied_web_search(interceptor: ModuleType) -> None:
+    # The user was created on premium; the registry has the tenant on basic now.
     output = interceptor.lambda_handler(tool_call(WEB_SEARCH, "token-stale-premium"), FakeContext())
 
     response = output["mcp"]["transformedGatewayResponse"]
@@ -344,6 +333,24 @@ def test_registry_tier_beats_a_stale_premium_token(interceptor: ModuleType) -> N
     assert response["body"]["result"]["isError"] is True
     assert response["body"]["result"]["content"][0]["text"].startswith("AuthorizeActionException")
     assert events(interceptor) == [("clinic-a", "basic", "web_search", "denied")]
+
+
+def test_sent_premium_tier_replaced_by_registry(interceptor: ModuleType) -> None:
+    event = tool_call(WEB_SEARCH, "token-basic", tier="premium")
+
+    output = interceptor.lambda_handler(event, FakeContext())
+
+    assert "transformedGatewayResponse" in output["mcp"]
+    assert events(interceptor) == [("clinic-a", "basic", "web_search", "denied")]
+
+
+def test_upgraded_tenant_gets_web_search_at_once(interceptor: ModuleType) -> None:
+    # The user was created on basic, so the token still says basic.
+    output = interceptor.lambda_handler(tool_call(WEB_SEARCH, "token-upgraded"), FakeContext())
+
+    forwarded = output["mcp"]["transformedGatewayRequest"]["body"]
+    assert forwarded["params"]["arguments"]["tier"] == "premium"
+    assert events(interceptor) == [("clinic-up", "premium", "web_search", "allowed")]
 
 
 def test_basic_tenant_denied_web_search(interceptor: ModuleType) -> None:

@@ -24,6 +24,7 @@ TOKENS = {
         "custom:tier": "premium",
     },
     "token-unknown": {"sub": "user-u", "custom:tenant_id": "clinic-gone"},
+    "token-no-tenant": {"sub": "user-n"},
 }
 
 
@@ -89,7 +90,9 @@ def rpc(
 def call(
     gateway: GatewayStandIn, tool: str, token: str, tenant_id: str, user_id: str = "user-b"
 ) -> dict[str, Any]:
-    arguments = {"query": "triage", "tenant_id": tenant_id, "user_id": user_id}
+    # The agent sends its registry tier; without an interceptor, the policy reads it as sent.
+    tier = TOKENS[token].get("custom:tier", "basic")
+    arguments = {"query": "triage", "tenant_id": tenant_id, "user_id": user_id, "tier": tier}
     status, body = rpc(gateway, "tools/call", {"name": tool, "arguments": arguments}, token)
     assert status == 200
     return body
@@ -123,16 +126,13 @@ def test_invalid_token_rejected(gateway: GatewayStandIn) -> None:
     assert status == 401
 
 
-def test_list_basic_shows_document_search(gateway: GatewayStandIn) -> None:
-    assert listed_names(gateway, "token-basic") == [DOCUMENT_SEARCH]
+def test_list_shows_tools_some_tier_may_call(gateway: GatewayStandIn) -> None:
+    # The tier is an argument of each call, so listing cannot know it: each call is decided.
+    assert listed_names(gateway, "token-basic") == [DOCUMENT_SEARCH, WEB_SEARCH]
 
 
-def test_list_premium_shows_both_tools(gateway: GatewayStandIn) -> None:
-    assert listed_names(gateway, "token-premium") == [DOCUMENT_SEARCH, WEB_SEARCH]
-
-
-def test_list_unknown_tenant_shows_nothing(gateway: GatewayStandIn) -> None:
-    assert listed_names(gateway, "token-unknown") == []
+def test_list_token_without_tenant_shows_nothing(gateway: GatewayStandIn) -> None:
+    assert listed_names(gateway, "token-no-tenant") == []
 
 
 def test_list_includes_identity_in_schema(gateway: GatewayStandIn) -> None:
@@ -150,7 +150,12 @@ def test_call_allowed_runs_function(gateway: GatewayStandIn, functions: FakeFunc
     )
     logical_id, event, context = functions.calls[0]
     assert logical_id == "DocumentSearchFunction"
-    assert event == {"query": "triage", "tenant_id": "clinic-basic", "user_id": "user-b"}
+    assert event == {
+        "query": "triage",
+        "tenant_id": "clinic-basic",
+        "user_id": "user-b",
+        "tier": "basic",
+    }
     assert context["custom"]["bedrockAgentCoreToolName"] == DOCUMENT_SEARCH
     assert context["custom"]["bedrockAgentCoreGatewayId"] == gateway.gateway_id
     assert context["custom"]["bedrockAgentCoreTargetId"] == "document-search"
@@ -187,8 +192,10 @@ def test_call_without_tenant_denied(gateway: GatewayStandIn) -> None:
     assert body["result"]["isError"] is True
 
 
-def test_call_unknown_tenant_denied(gateway: GatewayStandIn, functions: FakeFunctions) -> None:
-    body = call(gateway, DOCUMENT_SEARCH, "token-unknown", "clinic-gone", "user-u")
+def test_call_without_tier_denied(gateway: GatewayStandIn, functions: FakeFunctions) -> None:
+    # The interceptor sends no tier for a suspended or unknown tenant.
+    arguments = {"query": "triage", "tenant_id": "clinic-basic", "user_id": "user-b"}
+    _, body = rpc(gateway, "tools/call", {"name": DOCUMENT_SEARCH, "arguments": arguments})
     assert body["result"]["isError"] is True
     assert functions.calls == []
 
@@ -200,7 +207,7 @@ def test_call_unknown_tool_is_error(gateway: GatewayStandIn) -> None:
 
 
 def test_call_missing_argument_is_error(gateway: GatewayStandIn) -> None:
-    arguments = {"tenant_id": "clinic-basic", "user_id": "user-b"}
+    arguments = {"tenant_id": "clinic-basic", "user_id": "user-b", "tier": "basic"}
     _, body = rpc(gateway, "tools/call", {"name": DOCUMENT_SEARCH, "arguments": arguments})
     assert body["error"]["code"] == -32602
     assert "query" in body["error"]["message"]

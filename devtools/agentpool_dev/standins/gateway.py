@@ -12,16 +12,18 @@ Each request goes through the same steps as in the Gateway:
    at once. agentpool's interceptor (functions/gateway_interceptor) bounds the tier by the
    tenant registry and meters every `tools/call` decision.
 3. AgentCore Policy: the Cedar policies of agentpool/tools.cedar, evaluated with cedarpy on
-   the token's claims as principal tags (agentpool.tool_policy). `tools/list` lists only the
-   tools that the caller may call. A denied `tools/call` returns a JSON-RPC result with
-   `isError: true` and the text that AgentCore Gateway sends for a policy denial.
+   the token's claims as principal tags and the call's arguments (agentpool.tool_policy).
+   `tools/list` lists the tools that the caller may call on some tier. A denied `tools/call`
+   returns a JSON-RPC result with `isError: true` and the text that AgentCore Gateway sends
+   for a policy denial.
 4. An allowed call runs `invoke_function(function_logical_id, event, client_context)`, where
    `event` is the tool arguments and `client_context` carries the `bedrockAgentCore*` keys
    that the Gateway passes to Lambda targets.
 
 AWS does not document whether the interceptor runs before or after the policy check. The
-stand-in runs it first, so that every decision reaches the interceptor; agentpool's
-interceptor decides at least as strictly as the policy, so the order changes no outcome.
+stand-in runs it first, so that every decision reaches the interceptor. agentpool's
+interceptor evaluates the policy itself on the registry's tier, so the order changes no
+outcome.
 Every `tools/call` outcome is appended to `decisions`.
 """
 
@@ -36,9 +38,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from agentpool.identity import TENANT_CLAIM
+from agentpool.tiers import TIERS
 from agentpool.tokens import TokenError
 from agentpool.tool_policy import ToolPolicy, denial_text
-from agentpool.tools import GATEWAY_TOOLS, tool_for_mcp_name
+from agentpool.tools import GATEWAY_TOOLS, TIER_ARGUMENT, tool_for_mcp_name
 from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
 
 logger = logging.getLogger(__name__)
@@ -228,9 +231,9 @@ class GatewayStandIn(StandInServer):
         return _rpc_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}")
 
     def _list_tools(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
-        # Listing has no call arguments, so it checks whether a call naming the caller's own
-        # tenant and user would be allowed, as AgentCore Policy lists a tool that some call may
-        # use.
+        # Listing has no call arguments, so a tool is listed when a call naming the caller's
+        # own tenant and user would be allowed on some tier. The tier is an argument of each
+        # call, which the interceptor sets, so each call is still decided on its own.
         own: dict[str, Any] = {"user_id": str(claims.get("sub", ""))}
         if isinstance(claims.get(TENANT_CLAIM), str):
             own["tenant_id"] = claims[TENANT_CLAIM]
@@ -241,7 +244,10 @@ class GatewayStandIn(StandInServer):
                 "inputSchema": tool.gateway_input_schema,
             }
             for tool in GATEWAY_TOOLS.values()
-            if self.policy.authorize(claims, tool.mcp_name, own).allowed
+            if any(
+                self.policy.authorize(claims, tool.mcp_name, {**own, TIER_ARGUMENT: tier}).allowed
+                for tier in TIERS
+            )
         ]
 
     def _record(

@@ -4,14 +4,13 @@ The policy text is `tools.cedar` beside this module. It deploys as AgentCore Pol
 Gateway (template.yaml copies each statement) and is evaluated here with cedarpy, by the
 Gateway interceptor in AWS and by the local Gateway stand-in, on a request built the way
 AgentCore Policy builds it: the principal is an `AgentCore::OAuthUser` whose tags are the
-token's claims, and `context.input` holds the tool call's arguments.
+token's claims, and `context.input` contains the tool call's arguments.
 
-The token's `custom:tier` claim was set when the user was created, so it can be stale. The
-tenant registry is the source of truth, so the interceptor evaluates the policy with
-`registry_bounded_claims`: the tier tag becomes the lower of the token's tier and the
-registry's, and is removed for a suspended or unknown tenant. A downgrade or a suspension
-applies to the next tool call; an upgrade applies once the user's token carries the new tier,
-because AgentCore Policy reads the token's tier too.
+The tier is not read from the token, because a user's `custom:tier` attribute is immutable
+and the tenant registry is the source of truth. The Gateway's REQUEST interceptor writes the
+tenant's registry tier into the call's arguments (`with_registry_tier`), replacing whatever
+the caller sent, and evaluates the policy on the result itself before the call goes on. An
+upgrade, a downgrade or a suspension therefore applies to the next tool call.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from typing import Any
 
 import cedarpy
 
-from agentpool.identity import TIER_CLAIM
-from agentpool.tiers import TIERS
+from agentpool.tools import TIER_ARGUMENT
 
 POLICY_PATH = Path(__file__).with_name("tools.cedar")
 # The policies name no particular Gateway (`resource is AgentCore::Gateway`), because the
@@ -70,29 +68,15 @@ def _cedar_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if isinstance(value, str | int | bool)}
 
 
-def lower_tier(first: str | None, second: str | None) -> str | None:
-    """Return the tier of the two whose tools the other also has, or None if there is none."""
-    if first not in TIERS or second not in TIERS:
-        return None
-    first_tools = set(TIERS[first].tools)
-    second_tools = set(TIERS[second].tools)
-    if first_tools <= second_tools:
-        return first
-    if second_tools <= first_tools:
-        return second
-    return None
+def with_registry_tier(arguments: Mapping[str, Any], registry_tier: str | None) -> dict[str, Any]:
+    """Return `arguments` with `tier` set to the tenant registry's tier of the caller's tenant.
 
-
-def registry_bounded_claims(claims: Mapping[str, Any], registry_tier: str | None) -> dict[str, Any]:
-    """Return `claims` with the tier claim bounded by the tenant registry's tier.
-
-    `registry_tier` is None for a suspended or unknown tenant, which then has no tier tag and
-    matches no permit.
+    A `tier` that the caller sent is dropped. `registry_tier` is None for a suspended or
+    unknown tenant, whose call then has no tier and matches no permit.
     """
-    bounded = {name: value for name, value in claims.items() if name != TIER_CLAIM}
-    tier = lower_tier(claims.get(TIER_CLAIM), registry_tier)
-    if tier is not None:
-        bounded[TIER_CLAIM] = tier
+    bounded = {name: value for name, value in arguments.items() if name != TIER_ARGUMENT}
+    if registry_tier is not None:
+        bounded[TIER_ARGUMENT] = registry_tier
     return bounded
 
 

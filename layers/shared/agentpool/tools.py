@@ -15,6 +15,8 @@ from agentpool.identity import TENANT_ID_PATTERN
 from agentpool.tiers import Tool
 
 GATEWAY_TOOL_SEPARATOR = "___"
+# The argument that the Gateway's interceptor sets to the tenant's registry tier.
+TIER_ARGUMENT = "tier"
 
 
 class GatewayTool(BaseModel):
@@ -38,6 +40,10 @@ class GatewayTool(BaseModel):
         properties = dict(schema.get("properties", {}))
         properties["tenant_id"] = {"type": "string", "description": "Calling tenant."}
         properties["user_id"] = {"type": "string", "description": "Calling user."}
+        properties[TIER_ARGUMENT] = {
+            "type": "string",
+            "description": "Tenant's tier, set by the Gateway from the tenant registry.",
+        }
         schema["properties"] = properties
         schema["required"] = [*schema.get("required", []), "tenant_id", "user_id"]
         return schema
@@ -95,7 +101,8 @@ class SearchToolInput(BaseModel):
     """Arguments that a Gateway search tool's Lambda target receives.
 
     The agent fills `tenant_id` and `user_id` from the verified request, and the Gateway's
-    Cedar policy has checked them against the caller's token before the Lambda runs.
+    Cedar policy has checked them against the caller's token before the Lambda runs. The
+    Gateway's interceptor sets `tier` from the tenant registry.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -104,3 +111,4 @@ class SearchToolInput(BaseModel):
     max_results: int = Field(default=3, ge=1, le=10)
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
     user_id: str = Field(min_length=1, max_length=128)
+    tier: str | None = None
