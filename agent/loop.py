@@ -33,7 +33,7 @@ SYSTEM_PROMPT = (
 )
 IDENTITY_ARGUMENTS = ("tenant_id", "user_id")
 # Replaces the end of a tool result that was shortened to fit the input bound.
-TRUNCATION_MARKER = "\n[truncated]"
+TRUNCATION_MARKER = " [truncated]"
 
 
 class InputLimitError(Exception):
