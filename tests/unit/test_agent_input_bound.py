@@ -93,10 +93,10 @@ def test_oldest_history_turns_dropped(bedrock: Any) -> None:
 
     response = loop.run()
 
-    kept = len(loop.messages) - 2
+    kept_messages = len(loop.messages) - 2
     assert response.error is None
-    assert kept == 8
-    assert loop.messages[:kept] == turns[-kept:]
+    assert kept_messages == 8
+    assert loop.messages[:kept_messages] == turns[-kept_messages:]
     assert server.records[0].usage["inputTokens"] <= max_input_bytes(PROMPT)
 
 

@@ -287,9 +287,9 @@ class InvocationService:
         reservation = open_reservation.reservation
         open_reservation.settled = True
         catalog = self._catalog or default_catalog()
-        held = held_amounts(rate_event(event, catalog) for event in events)
+        held_usd = held_amounts(rate_event(event, catalog) for event in events)
         try:
-            self._budget_guard(reservation.tenant_id).settle(reservation, held)
+            self._budget_guard(reservation.tenant_id).settle(reservation, held_usd)
         except ClientError as error:
             # The reservation stays open and blocks its worst case until it expires
             # (budget.RESERVATION_TIMEOUT), so it is logged with the ids to look it up.
@@ -426,5 +426,6 @@ def build_service(settings: Any) -> InvocationService:
         admission=AdmissionControl(dynamodb.Table(settings.limits_table)),
         totals_table=settings.totals_table,
         catalog=default_catalog(),
-        dynamodb_client=dynamodb.meta.client,
+        # A plain client: the resource's own client would serialize the typed values again.
+        dynamodb_client=boto3.client("dynamodb"),
     )
