@@ -143,3 +143,59 @@ def test_long_session_costs_at_most_reserved(bedrock: Any) -> None:
     # 4,358 input and 158 output tokens at $0.15 per million.
     assert actual == Decimal("0.0006774")
     assert actual <= reserved
+
+
+class ToolUseBedrock:
+    """Answers the first call with `tool_uses` tool uses whose input has `input_words` words."""
+
+    def __init__(self, tool_uses: int, input_words: int = 1) -> None:
+        self.tool_uses = tool_uses
+        self.input_words = input_words
+        self.calls = 0
+
+    def converse(self, **request: Any) -> dict[str, Any]:
+        self.calls += 1
+        usage = {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}
+        if self.calls > 1:
+            message = {"role": "assistant", "content": [{"text": "done"}]}
+            return {"output": {"message": message}, "stopReason": "end_turn", "usage": usage}
+        content = [
+            {
+                "toolUse": {
+                    "toolUseId": f"tool-{index}",
+                    "name": "document-search___search_documents",
+                    "input": {"query": long_text(self.input_words, index)},
+                }
+            }
+            for index in range(self.tool_uses)
+        ]
+        message = {"role": "assistant", "content": content}
+        return {"output": {"message": message}, "stopReason": "tool_use", "usage": usage}
+
+
+def test_tool_calls_per_turn_capped() -> None:
+    request = agent_request()
+    bedrock, gateway = ToolUseBedrock(tool_uses=6), LargeResultGateway()
+    loop = ConverseLoop(request, tools_for(request, TIER.tools), bedrock, gateway, 4)
+
+    response = loop.run()
+
+    results = [block["toolResult"] for block in loop.messages[2]["content"]]
+    assert response.error is None
+    assert gateway.calls == 4
+    assert len(response.tool_calls) == 4
+    assert [result["status"] for result in results] == ["success"] * 4 + ["error"] * 2
+
+
+def test_oversized_tool_use_stops_before_model_call() -> None:
+    request = agent_request()
+    # The model's own tool use input is far above the bound and cannot be shortened.
+    bedrock = ToolUseBedrock(tool_uses=1, input_words=5_000)
+    loop = ConverseLoop(request, tools_for(request, TIER.tools), bedrock, LargeResultGateway(), 4)
+
+    response = loop.run()
+
+    assert response.error is not None
+    assert response.error.code == "input_limit_exceeded"
+    assert bedrock.calls == 1
+    assert response.model_calls == 1

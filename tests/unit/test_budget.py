@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -23,11 +24,13 @@ from agentpool.budget import (
     current_month,
     held_amounts,
 )
+from agentpool.ledger import Ledger
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
 from agentpool.usage import TokenUsage
 from agentpool_dev.moto_atomic import serialize_dynamodb_writes
 from tests.unit.pricing_support import (
+    LEDGER_TABLE,
     TOTALS_TABLE,
     LedgerStack,
     model_usage,
@@ -283,3 +286,40 @@ def test_failed_publish_alert_retried_after_claim_timeout(stack: LedgerStack) ->
     )
     alerts.check(TENANT, current_month(), Decimal("25"))
     assert [c.threshold_percent for c in sent] == [100, 80]
+
+
+class ExpireBeforeFirstTransaction:
+    """A DynamoDB client that expires the tenant's stale holds just before the first write."""
+
+    def __init__(self, client: Any, guard: BudgetGuard) -> None:
+        self._client = client
+        self._guard = guard
+        self.expired = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **params: Any) -> Any:
+        if self.expired == 0:
+            self.expired = self._guard.expire_stale(TENANT)
+        return self._client.transact_write_items(**params)
+
+
+def test_hold_expired_during_ledger_write(stack: LedgerStack) -> None:
+    guard = BudgetGuard(stack.client, TOTALS_TABLE)
+    rated = rated_request("req-1", 100_000, 100_000)
+    started = datetime.now(UTC) - HOLD_TIMEOUT - timedelta(seconds=1)
+    first = guard.reserve(TENANT, "req-1", Decimal("0.04"), Decimal("0.05"), now=started)
+    guard.settle(first, held_amounts([rated]), now=started)
+    client = ExpireBeforeFirstTransaction(stack.client, guard)
+
+    result = Ledger(client, LEDGER_TABLE, TOTALS_TABLE).record([rated])
+
+    month = stack.totals(TENANT, f"month#{current_month()}")
+    assert client.expired == 1
+    assert stack.totals(TENANT, "reservation#req-1")["state"] == "expired"
+    assert result.recorded == [rated.event.event_id]
+    # Removed by the expiry, so the ledger must not remove it again: 0.03 - 0.03 + 0.03.
+    assert month["cost_usd"] == Decimal("0.03")
+    assert month["committed_usd"] == Decimal("0.03")
+    assert month["held_usd"] == Decimal(0)
