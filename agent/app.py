@@ -6,7 +6,8 @@ the SDK would turn an exception into HTTP 500 and the usage already reported wou
 
 Environment:
 - `GATEWAY_URL` (required): the Gateway's MCP endpoint, for example `https://.../mcp`.
-- `AGENT_MAX_MODEL_CALLS` (default 4): model calls allowed in one invocation.
+- `AGENT_MAX_MODEL_CALLS` (default and maximum 4, `agent_contract.MAX_MODEL_CALLS`): model
+  calls allowed in one invocation.
 - `GATEWAY_TIMEOUT_SECONDS` (default 30): timeout of one Gateway request.
 - `MEMORY_ID` and `TENANT_ACCESS_ROLE_ARN` (both or neither): the AgentCore Memory that keeps
   each session's conversation history, and the role that the agent assumes through the Token
@@ -35,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.loop import ConverseLoop, tools_for
 from agent.mcp_client import McpClient, McpError
-from agentpool.agent_contract import AgentError, AgentRequest, AgentResponse
+from agentpool.agent_contract import MAX_MODEL_CALLS, AgentError, AgentRequest, AgentResponse
 from agentpool.memory import ConversationMemory
 from agentpool.tiers import TIERS
 from agentpool.tvm import TenantScope, TokenVendingMachine
@@ -49,7 +50,7 @@ class AgentSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     gateway_url: str = Field(min_length=1)
-    max_model_calls: int = Field(default=4, ge=1, le=20)
+    max_model_calls: int = Field(default=MAX_MODEL_CALLS, ge=1, le=MAX_MODEL_CALLS)
     gateway_timeout_seconds: float = Field(default=30.0, gt=0)
     memory_id: str | None = None
     tenant_access_role_arn: str | None = None
@@ -76,12 +77,13 @@ def load_settings() -> AgentSettings:
             memory_id=memory_id,
             tenant_access_role_arn=role_arn,
             gateway_url=gateway_url,
-            max_model_calls=int(os.environ.get("AGENT_MAX_MODEL_CALLS", "4")),
+            max_model_calls=int(os.environ.get("AGENT_MAX_MODEL_CALLS", str(MAX_MODEL_CALLS))),
             gateway_timeout_seconds=float(os.environ.get("GATEWAY_TIMEOUT_SECONDS", "30")),
         )
     except (ValueError, ValidationError) as error:
         raise SettingsError(
-            "AGENT_MAX_MODEL_CALLS must be an integer from 1 to 20 and GATEWAY_TIMEOUT_SECONDS "
+            f"AGENT_MAX_MODEL_CALLS must be an integer from 1 to {MAX_MODEL_CALLS} and "
+            "GATEWAY_TIMEOUT_SECONDS "
             "a positive number"
         ) from error
 

@@ -6,6 +6,7 @@ and the usage the model already reported, so the tokens used before the failure 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Protocol
@@ -15,10 +16,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from agent.mcp_client import McpError, ToolResult
 from agentpool.agent_contract import (
     MAX_OUTPUT_TOKENS,
+    MAX_TOOL_CALLS_PER_MODEL_CALL,
     AgentError,
     AgentRequest,
     AgentResponse,
     ToolCallRecord,
+    max_input_bytes,
 )
 from agentpool.tools import GATEWAY_TOOLS, TIER_ARGUMENT, GatewayTool, tool_for_mcp_name
 
@@ -29,6 +32,12 @@ SYSTEM_PROMPT = (
     "before you answer, and say when the tools found nothing relevant."
 )
 IDENTITY_ARGUMENTS = ("tenant_id", "user_id", TIER_ARGUMENT)
+# Replaces the end of a tool result that was shortened to fit the input bound.
+TRUNCATION_MARKER = " [truncated]"
+
+
+class InputLimitError(Exception):
+    """A Converse request exceeds the input bound even with no history and empty tool results."""
 
 
 class ToolGateway(Protocol):
@@ -109,6 +118,9 @@ class ConverseLoop:
             *(history or []),
             {"role": "user", "content": [{"text": request.prompt}]},
         ]
+        # Messages before the prompt's, which `_fit_input` may drop, oldest turn first.
+        self.history_messages = len(history or [])
+        self.max_input_bytes = max_input_bytes(request.prompt)
         self.usage: dict[str, Any] = {}
         self.model_calls = 0
         self.tool_calls: list[ToolCallRecord] = []
@@ -117,6 +129,15 @@ class ConverseLoop:
         while self.model_calls < self.max_model_calls:
             try:
                 message, stop_reason = self._converse()
+            except InputLimitError:
+                logger.warning("model input over its bound request_id=%s", self.request.request_id)
+                return self.response(
+                    error=AgentError(
+                        code="input_limit_exceeded",
+                        message="The model input exceeds the bound of one invocation "
+                        f"({self.max_input_bytes} bytes) even without history.",
+                    )
+                )
             except (ClientError, BotoCoreError) as error:
                 code = (
                     error.response["Error"]["Code"]
@@ -135,11 +156,17 @@ class ConverseLoop:
                 return self.response(output=_text_of(message))
             if self.model_calls >= self.max_model_calls:
                 break
+            tool_uses = [block["toolUse"] for block in message["content"] if "toolUse" in block]
             try:
                 results = [
-                    self._run_tool(block["toolUse"])
-                    for block in message["content"]
-                    if "toolUse" in block
+                    self._run_tool(tool_use)
+                    if index < MAX_TOOL_CALLS_PER_MODEL_CALL
+                    else _tool_result(
+                        tool_use["toolUseId"],
+                        f"Not run: at most {MAX_TOOL_CALLS_PER_MODEL_CALL} tool calls per turn.",
+                        "error",
+                    )
+                    for index, tool_use in enumerate(tool_uses)
                 ]
             except McpError as error:
                 logger.warning(
@@ -169,6 +196,7 @@ class ConverseLoop:
         }
         if self.tools:
             kwargs["toolConfig"] = tool_config(self.tools)
+        self._fit_input(kwargs)
         started = time.monotonic()
         response = self.bedrock.converse(**kwargs)
         self.model_calls += 1
@@ -187,6 +215,45 @@ class ConverseLoop:
         message = response["output"]["message"]
         self.messages.append(message)
         return message, stop_reason
+
+    def _fit_input(self, kwargs: dict[str, Any]) -> None:
+        """Drop the oldest history turns, then shorten tool results, until the request fits.
+
+        The bound is on the UTF-8 bytes of the request's system prompt, messages and tool
+        specifications as compact JSON, which are at least the bytes of the text that the model
+        reads. Raises InputLimitError when the request does not fit without history and with
+        every tool result shortened to its marker.
+        """
+        excess = request_bytes(kwargs) - self.max_input_bytes
+        while excess > 0 and self.history_messages > 0:
+            # Whole turns (a user and an assistant message), so the first message stays a user's.
+            dropped = min(2, self.history_messages)
+            del self.messages[:dropped]
+            self.history_messages -= dropped
+            excess = request_bytes(kwargs) - self.max_input_bytes
+        for block in self._tool_result_texts():
+            if excess <= 0:
+                break
+            encoded = block["text"].encode("utf-8")
+            keep = max(0, len(encoded) - excess - len(TRUNCATION_MARKER.encode()))
+            if keep >= len(encoded):
+                continue
+            block["text"] = encoded[:keep].decode("utf-8", errors="ignore") + TRUNCATION_MARKER
+            excess = request_bytes(kwargs) - self.max_input_bytes
+        if excess > 0:
+            raise InputLimitError
+
+    def _tool_result_texts(self) -> list[dict[str, Any]]:
+        """Return the text blocks of the tool results in the messages, largest first."""
+        blocks = [
+            content
+            for message in self.messages
+            for block in message["content"]
+            if "toolResult" in block
+            for content in block["toolResult"]["content"]
+            if "text" in content
+        ]
+        return sorted(blocks, key=lambda content: len(content["text"].encode()), reverse=True)
 
     def _run_tool(self, tool_use: dict[str, Any]) -> dict[str, Any]:
         tool = tool_for_mcp_name(tool_use["name"])
@@ -219,6 +286,15 @@ class ConverseLoop:
             tool_calls=tuple(self.tool_calls),
             error=error,
         )
+
+
+def request_bytes(kwargs: dict[str, Any]) -> int:
+    """Return the UTF-8 bytes of a Converse request's model input as compact JSON."""
+    model_input = {
+        key: kwargs[key] for key in ("system", "messages", "toolConfig") if key in kwargs
+    }
+    text = json.dumps(model_input, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8"))
 
 
 def _tool_result(tool_use_id: str, text: str, status: str) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def test_over_budget_request_gets_429(
     assert month_item(target, tenant_id).get("cost_usd", 0) == 0
 
 
-def test_within_budget_request_releases_reservation(
+def test_within_budget_request_settles_reservation(
     onboard: Onboarding, target: operations.Target, stack: LocalStack
 ) -> None:
     tenant_id = onboard.tenant("basic")
@@ -78,6 +78,8 @@ def test_within_budget_request_releases_reservation(
     assert status == 200, body
     assert agent_runs(stack, tenant_id) == 1
     assert item["reserved_usd"] == 0
-    # Only the recorded cost is committed once the reservation is released.
+    # The ledger removed the request's events from its hold when it recorded them, so only
+    # the recorded cost is committed.
+    assert item["held_usd"] == 0
     assert item["committed_usd"] == item["cost_usd"]
     assert Decimal(str(item["cost_usd"])) > 0

@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from moto import mock_aws
 
 from agentpool.budget import (
+    HOLD_TIMEOUT,
+    RESERVATION_TIMEOUT,
     BudgetAlerts,
     BudgetExceededError,
     BudgetGuard,
@@ -18,12 +22,24 @@ from agentpool.budget import (
     WorstCase,
     crossed_thresholds,
     current_month,
+    held_amounts,
 )
-from agentpool.pricing.catalog import TokenPrices
+from agentpool.ledger import Ledger
+from agentpool.pricing.catalog import default_catalog
+from agentpool.pricing.rating import RatedEvent, rate_event
+from agentpool.usage import TokenUsage
 from agentpool_dev.moto_atomic import serialize_dynamodb_writes
-from tests.unit.pricing_support import TOTALS_TABLE, LedgerStack, set_fake_credentials
+from tests.unit.pricing_support import (
+    LEDGER_TABLE,
+    TOTALS_TABLE,
+    LedgerStack,
+    model_usage,
+    set_fake_credentials,
+)
 
 TENANT = "acme"
+# $0.15 per million input and output tokens in the shipped catalog.
+MODEL_ID = "mistral.ministral-3-8b-instruct"
 
 
 @pytest.fixture
@@ -64,24 +80,108 @@ def test_parallel_requests_admitted_within_budget(stack: LedgerStack) -> None:
     assert month["reserved_usd"] == Decimal("0.04")
 
 
-def test_reservation_released_once(stack: LedgerStack) -> None:
+def test_settle_without_events_frees_reservation(stack: LedgerStack) -> None:
     guard = BudgetGuard(stack.client, TOTALS_TABLE)
     reservation = guard.reserve(TENANT, "req-1", Decimal("0.02"), Decimal("10"))
-    assert guard.release(reservation) is True
-    assert guard.release(reservation) is False
+    assert guard.settle(reservation, {}) is True
+    assert guard.settle(reservation, {}) is False
     month = stack.totals(TENANT, f"month#{current_month()}")
     assert month["committed_usd"] == Decimal(0)
     assert month["reserved_usd"] == Decimal(0)
+    assert month["held_usd"] == Decimal(0)
+    assert stack.totals(TENANT, "reservation#req-1")["state"] == "settled"
 
 
-def test_release_frees_budget(stack: LedgerStack) -> None:
+def test_settle_frees_budget(stack: LedgerStack) -> None:
     spend(stack, "9.97")
     guard = BudgetGuard(stack.client, TOTALS_TABLE)
     first = guard.reserve(TENANT, "req-1", Decimal("0.02"), Decimal("10"))
     with pytest.raises(BudgetExceededError):
         guard.reserve(TENANT, "req-2", Decimal("0.02"), Decimal("10"))
-    guard.release(first)
+    guard.settle(first, {})
     guard.reserve(TENANT, "req-3", Decimal("0.02"), Decimal("10"))
+
+
+def rated_request(request_id: str, input_tokens: int, output_tokens: int) -> RatedEvent:
+    """Rate a model usage event of the current month at the default catalog's prices."""
+    event = model_usage(
+        TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
+        MODEL_ID,
+        request_id=request_id,
+        tenant_id=TENANT,
+        event_time=datetime.now(UTC),
+    )
+    return rate_event(event, default_catalog())
+
+
+def test_hold_blocks_until_ledger_records(stack: LedgerStack) -> None:
+    budget = Decimal("0.05")
+    guard = BudgetGuard(stack.client, TOTALS_TABLE)
+    # 100,000 input and 100,000 output tokens at $0.15 per million each: $0.03.
+    rated = rated_request("req-1", 100_000, 100_000)
+    assert rated.amount_usd == Decimal("0.03")
+    first = guard.reserve(TENANT, "req-1", Decimal("0.04"), budget)
+
+    assert guard.settle(first, held_amounts([rated])) is True
+    month = stack.totals(TENANT, f"month#{current_month()}")
+    assert month["committed_usd"] == Decimal("0.03")
+    assert month["held_usd"] == Decimal("0.03")
+    assert month["reserved_usd"] == Decimal(0)
+    with pytest.raises(BudgetExceededError):
+        guard.reserve(TENANT, "req-2", Decimal("0.03"), budget)
+
+    assert stack.ledger.record([rated]).recorded == [rated.event.event_id]
+    assert stack.ledger.record([rated]).duplicates == [rated.event.event_id]
+    month = stack.totals(TENANT, f"month#{current_month()}")
+    assert month["cost_usd"] == Decimal("0.03")
+    assert month["committed_usd"] == Decimal("0.03")
+    assert month["held_usd"] == Decimal(0)
+    hold = stack.totals(TENANT, "reservation#req-1")
+    assert hold["state"] == "held"
+    assert hold["pending_usd"] == {}
+    with pytest.raises(BudgetExceededError):
+        guard.reserve(TENANT, "req-2", Decimal("0.03"), budget)
+    guard.reserve(TENANT, "req-3", Decimal("0.02"), budget)
+    assert stack.counter(TENANT, f"month#{current_month()}", "committed_usd") == budget
+
+
+def test_expired_hold_frees_budget_once(stack: LedgerStack) -> None:
+    budget = Decimal("0.05")
+    guard = BudgetGuard(stack.client, TOTALS_TABLE)
+    rated = rated_request("req-1", 100_000, 100_000)
+    started = datetime.now(UTC) - HOLD_TIMEOUT - timedelta(seconds=1)
+    first = guard.reserve(TENANT, "req-1", Decimal("0.04"), budget, now=started)
+    guard.settle(first, held_amounts([rated]), now=started)
+
+    # The events never arrived in time, so the admission expires the hold.
+    guard.reserve(TENANT, "req-2", Decimal("0.03"), budget)
+    assert stack.totals(TENANT, "reservation#req-1")["state"] == "expired"
+    assert stack.counter(TENANT, f"month#{current_month()}", "committed_usd") == Decimal("0.03")
+
+    # Events of an expired hold are recorded like any other, once.
+    stack.ledger.record([rated])
+    month = stack.totals(TENANT, f"month#{current_month()}")
+    assert month["cost_usd"] == Decimal("0.03")
+    assert month["committed_usd"] == Decimal("0.06")
+    assert month["held_usd"] == Decimal(0)
+
+
+def test_fresh_reservation_not_expired(stack: LedgerStack) -> None:
+    guard = BudgetGuard(stack.client, TOTALS_TABLE)
+    guard.reserve(TENANT, "req-1", Decimal("0.04"), Decimal("0.05"))
+    with pytest.raises(BudgetExceededError):
+        guard.reserve(TENANT, "req-2", Decimal("0.02"), Decimal("0.05"))
+    assert stack.totals(TENANT, "reservation#req-1")["state"] == "open"
+
+
+def test_stale_open_reservation_expired(stack: LedgerStack) -> None:
+    guard = BudgetGuard(stack.client, TOTALS_TABLE)
+    started = datetime.now(UTC) - RESERVATION_TIMEOUT - timedelta(seconds=1)
+    guard.reserve(TENANT, "req-1", Decimal("0.04"), Decimal("0.05"), now=started)
+    guard.reserve(TENANT, "req-2", Decimal("0.02"), Decimal("0.05"))
+    month = stack.totals(TENANT, f"month#{current_month()}")
+    assert month["committed_usd"] == Decimal("0.02")
+    assert month["reserved_usd"] == Decimal("0.02")
 
 
 def test_reserve_exactly_remaining_admitted(stack: LedgerStack) -> None:
@@ -108,12 +208,28 @@ def test_worst_case_above_budget_rejected(stack: LedgerStack) -> None:
 
 
 def test_worst_case_cost_bound() -> None:
-    prices = TokenPrices.model_validate({"input": "0.15", "output": "0.60"})
-    bound = WorstCase(max_model_calls=2, context_tokens=1000, max_output_tokens=500)
+    bound = WorstCase(
+        max_model_calls=2,
+        context_bytes=1000,
+        max_output_tokens=500,
+        max_tool_calls=3,
+        max_memory_events=1,
+    )
     prompt = "héllo"  # 6 UTF-8 bytes
     assert bound.input_tokens(prompt) == 2 * (6 + 1000)
     assert bound.output_tokens() == 1000
-    assert bound.cost(prompt, prices) == Decimal("0.0009018")
+    # Tokens at $0.15 per million in and out, 3 tool calls at $0.005 and 1 Memory event at
+    # $0.25 per thousand.
+    cost = bound.cost(prompt, default_catalog(), MODEL_ID, datetime.now(UTC))
+    assert cost == Decimal("0.0004518") + Decimal("0.000015") + Decimal("0.00025")
+
+
+def test_default_worst_case_is_agent_contract() -> None:
+    bound = WorstCase()
+    assert bound.max_model_calls == 4
+    assert bound.max_tool_calls == 12
+    assert bound.input_tokens("abc") == 4 * (3 + 8_000)
+    assert bound.output_tokens() == 4 * 4_096
 
 
 def test_thresholds_crossed() -> None:
@@ -170,3 +286,40 @@ def test_failed_publish_alert_retried_after_claim_timeout(stack: LedgerStack) ->
     )
     alerts.check(TENANT, current_month(), Decimal("25"))
     assert [c.threshold_percent for c in sent] == [100, 80]
+
+
+class ExpireBeforeFirstTransaction:
+    """A DynamoDB client that expires the tenant's stale holds just before the first write."""
+
+    def __init__(self, client: Any, guard: BudgetGuard) -> None:
+        self._client = client
+        self._guard = guard
+        self.expired = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **params: Any) -> Any:
+        if self.expired == 0:
+            self.expired = self._guard.expire_stale(TENANT)
+        return self._client.transact_write_items(**params)
+
+
+def test_hold_expired_during_ledger_write(stack: LedgerStack) -> None:
+    guard = BudgetGuard(stack.client, TOTALS_TABLE)
+    rated = rated_request("req-1", 100_000, 100_000)
+    started = datetime.now(UTC) - HOLD_TIMEOUT - timedelta(seconds=1)
+    first = guard.reserve(TENANT, "req-1", Decimal("0.04"), Decimal("0.05"), now=started)
+    guard.settle(first, held_amounts([rated]), now=started)
+    client = ExpireBeforeFirstTransaction(stack.client, guard)
+
+    result = Ledger(client, LEDGER_TABLE, TOTALS_TABLE).record([rated])
+
+    month = stack.totals(TENANT, f"month#{current_month()}")
+    assert client.expired == 1
+    assert stack.totals(TENANT, "reservation#req-1")["state"] == "expired"
+    assert result.recorded == [rated.event.event_id]
+    # Removed by the expiry, so the ledger must not remove it again: 0.03 - 0.03 + 0.03.
+    assert month["cost_usd"] == Decimal("0.03")
+    assert month["committed_usd"] == Decimal("0.03")
+    assert month["held_usd"] == Decimal(0)

@@ -1,4 +1,4 @@
-"""InvocationService with a hard cap: reserve the worst case, release it, reject over budget."""
+"""InvocationService with a hard cap: reserve the worst case, settle it, reject over budget."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from agentpool.http import error_response
 from agentpool.identity import CallerIdentity
 from agentpool.invocation import InvocationRequest, InvocationService
 from agentpool.pricing.catalog import default_catalog
+from agentpool.pricing.rating import rate_event
 from agentpool.registry import Tenant
 from agentpool.tiers import TIERS
 from agentpool_dev.moto_atomic import serialize_dynamodb_writes
@@ -36,8 +37,7 @@ CALLER = CallerIdentity(tenant_id=TENANT, user_id="u-1", claimed_tier="basic")
 
 
 def worst_case_usd() -> Decimal:
-    prices = default_catalog().model_price(TIERS["basic"].model_id, datetime.now(UTC))
-    return WorstCase().cost(PROMPT, prices.usd_per_million)
+    return WorstCase().cost(PROMPT, default_catalog(), TIERS["basic"].model_id, datetime.now(UTC))
 
 
 class FakeRegistry:
@@ -111,7 +111,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LedgerStack]:
         yield ledger_stack
 
 
-def build(runtime: FakeRuntime, publisher: FakePublisher, hard_cap: bool = True) -> Any:
+def build(
+    stack: LedgerStack, runtime: FakeRuntime, publisher: FakePublisher, hard_cap: bool = True
+) -> Any:
     return InvocationService(
         registry=FakeRegistry(hard_cap),  # type: ignore[arg-type]
         vending_machine=MotoVendingMachine(),  # type: ignore[arg-type]
@@ -121,6 +123,7 @@ def build(runtime: FakeRuntime, publisher: FakePublisher, hard_cap: bool = True)
         admission=Admit(),  # type: ignore[arg-type]
         totals_table=TOTALS_TABLE,
         catalog=default_catalog(),
+        dynamodb_client=stack.client,
     )
 
 
@@ -147,7 +150,9 @@ def test_request_over_budget_rejected(stack: LedgerStack) -> None:
     runtime, publisher = FakeRuntime(), FakePublisher()
 
     with pytest.raises(BudgetExceededError) as raised:
-        build(runtime, publisher).invoke(CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t")
+        build(stack, runtime, publisher).invoke(
+            CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t"
+        )
 
     response = error_response(raised.value, "r-1")
     assert response["statusCode"] == 429
@@ -159,25 +164,38 @@ def test_request_over_budget_rejected(stack: LedgerStack) -> None:
     assert reservation_states(stack) == []
 
 
-def test_request_within_budget_released(stack: LedgerStack) -> None:
+def test_request_within_budget_holds_actual_cost(stack: LedgerStack) -> None:
     runtime, publisher = FakeRuntime(), FakePublisher()
 
-    result = build(runtime, publisher).invoke(CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t")
+    result = build(stack, runtime, publisher).invoke(
+        CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t"
+    )
 
+    # 10 input and 5 output tokens at $0.15 per million each.
+    actual = Decimal("0.00000225")
     assert result.output == "open on Tuesdays"
     assert runtime.calls == 1
-    assert reservation_states(stack) == ["released"]
-    assert month_counter(stack, "committed_usd") == 0
+    assert reservation_states(stack) == ["held"]
+    assert month_counter(stack, "committed_usd") == actual
+    assert month_counter(stack, "held_usd") == actual
     assert month_counter(stack, "reserved_usd") == 0
+
+    rated = [rate_event(event, default_catalog()) for event in publisher.events]
+    stack.ledger.record(rated)
+    assert month_counter(stack, "cost_usd") == actual
+    assert month_counter(stack, "committed_usd") == actual
+    assert month_counter(stack, "held_usd") == 0
 
 
 def test_failed_agent_call_releases_reservation(stack: LedgerStack) -> None:
     runtime, publisher = FakeRuntime(fail=True), FakePublisher()
 
     with pytest.raises(RuntimeError):
-        build(runtime, publisher).invoke(CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t")
+        build(stack, runtime, publisher).invoke(
+            CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t"
+        )
 
-    assert reservation_states(stack) == ["released"]
+    assert reservation_states(stack) == ["settled"]
     assert month_counter(stack, "committed_usd") == 0
 
 
@@ -185,7 +203,7 @@ def test_tenant_without_hard_cap_reserves_nothing(stack: LedgerStack) -> None:
     spend(stack, BUDGET * 2)
     runtime, publisher = FakeRuntime(), FakePublisher()
 
-    build(runtime, publisher, hard_cap=False).invoke(
+    build(stack, runtime, publisher, hard_cap=False).invoke(
         CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t"
     )
 
@@ -198,7 +216,7 @@ def test_parallel_requests_admitted_within_cap(stack: LedgerStack) -> None:
     spend(stack, BUDGET - worst_case_usd() * Decimal("2.5"))
     gate = threading.Event()
     runtime, publisher = FakeRuntime(gate), FakePublisher()
-    service = build(runtime, publisher)
+    service = build(stack, runtime, publisher)
     start = threading.Barrier(8)
 
     def attempt(index: int) -> bool:
@@ -222,4 +240,4 @@ def test_parallel_requests_admitted_within_cap(stack: LedgerStack) -> None:
 
     assert admitted.count(True) == 2
     assert runtime.calls == 2
-    assert reservation_states(stack).count("released") == 2
+    assert reservation_states(stack).count("held") == 2

@@ -229,6 +229,9 @@ class FakeDynamoDB:
     def query(self, **params: Any) -> dict[str, Any]:
         return {"Items": []}  # no month is issued
 
+    def batch_get_item(self, **params: Any) -> dict[str, Any]:
+        return {"Responses": {}}  # no request has a budget hold
+
     def transact_write_items(self, **params: Any) -> dict[str, Any]:
         ids = [a["Put"]["Item"]["event_id"]["S"] for a in params["TransactItems"] if "Put" in a]
         self.calls.append(ids)

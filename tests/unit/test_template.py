@@ -100,9 +100,15 @@ def test_tenant_role_trust_limits_principals_to_stack(resources: dict[str, Any])
 
 
 def test_tenant_role_dynamodb_leading_keys(resources: dict[str, Any]) -> None:
-    statement = _statement(_tenant_policy(resources), "OwnTenantItems")
-    leading_keys = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert leading_keys == [TENANT_TAG]
+    for sid in ("OwnTenantSessions", "ReadOwnTenantBilling"):
+        statement = _statement(_tenant_policy(resources), sid)
+        condition = statement["Condition"]["ForAllValues:StringEquals"]
+        assert condition["dynamodb:LeadingKeys"] == [TENANT_TAG]
+
+
+def test_tenant_role_billing_read_only(resources: dict[str, Any]) -> None:
+    statement = _statement(_tenant_policy(resources), "ReadOwnTenantBilling")
+    assert statement["Action"] == ["dynamodb:GetItem", "dynamodb:Query"]
 
 
 def test_tenant_role_s3_objects_scoped_to_tenant(resources: dict[str, Any]) -> None:

@@ -13,9 +13,37 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentpool.tiers import Tool
 
+# The bounds of one invocation that the agent enforces and a hard-capped budget reserves
+# (agentpool.budget.WorstCase), so the reservation is an upper bound of the request's cost.
+#
 # The agent passes this as Converse's `inferenceConfig.maxTokens` on every model call, so no
-# call writes more output tokens. Hard-capped budgets reserve it per call (agentpool.budget).
+# call writes more output tokens.
 MAX_OUTPUT_TOKENS = 4_096
+# Model calls in one invocation. The agent's AGENT_MAX_MODEL_CALLS may set fewer, never more.
+MAX_MODEL_CALLS = 4
+# Tool calls that the agent runs after one model call. It answers further tool uses of the
+# same call with an error result instead of calling the Gateway.
+MAX_TOOL_CALLS_PER_MODEL_CALL = 4
+# AgentCore Memory events that one invocation creates: one per answered turn.
+MAX_MEMORY_EVENTS = 1
+# UTF-8 bytes, beyond the prompt's own bytes, of one Converse request (system prompt, tool
+# specifications, history, tool uses and tool results, as JSON). The agent drops the oldest
+# history turns and shortens tool results until a request fits.
+CONTEXT_BYTES = 8_000
+
+
+def max_input_bytes(prompt: str) -> int:
+    """Return the UTF-8 bytes that one Converse request of an invocation of `prompt` may have.
+
+    No tokenizer that the agent's models use emits more than one token per byte, so this is
+    also a bound on the input tokens of one model call.
+    """
+    return len(prompt.encode("utf-8")) + CONTEXT_BYTES
+
+
+def max_tool_calls() -> int:
+    """Return the tool calls one invocation may make: none after its last model call."""
+    return (MAX_MODEL_CALLS - 1) * MAX_TOOL_CALLS_PER_MODEL_CALL
 
 
 class AgentRequest(BaseModel):

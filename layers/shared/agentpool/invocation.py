@@ -18,7 +18,13 @@ from agentpool import usage as usage_shapes
 from agentpool.admission import Admission, AdmissionControl
 from agentpool.agent_contract import AgentRequest, AgentResponse
 from agentpool.agent_runtime import AgentRuntime
-from agentpool.budget import BudgetExceededError, BudgetGuard, Reservation, WorstCase
+from agentpool.budget import (
+    BudgetExceededError,
+    BudgetGuard,
+    Reservation,
+    WorstCase,
+    held_amounts,
+)
 from agentpool.errors import (
     AgentpoolError,
     ForbiddenError,
@@ -36,6 +42,7 @@ from agentpool.events import (
 )
 from agentpool.identity import CallerIdentity
 from agentpool.pricing.catalog import PriceCatalog, default_catalog
+from agentpool.pricing.rating import rate_event
 from agentpool.publisher import MeteringPublisher, PublishError
 from agentpool.registry import Tenant, TenantRegistry
 from agentpool.sessions import Session, SessionStore
@@ -93,6 +100,14 @@ def parse_request(body: str | None) -> InvocationRequest:
         raise InvalidRequestError(f"Invalid {field}: {message}.") from error
 
 
+@dataclass
+class OpenReservation:
+    """A hard-capped request's reservation, until the request settles it."""
+
+    reservation: Reservation
+    settled: bool = False
+
+
 @dataclass(frozen=True)
 class InvocationResult:
     request_id: str
@@ -125,8 +140,11 @@ class InvocationService:
         totals_table: str | None = None,
         catalog: PriceCatalog | None = None,
         worst_case: WorstCase | None = None,
+        dynamodb_client: Any | None = None,
     ) -> None:
-        """`totals_table` contains hard-capped tenants' reservations. Without it they get 500."""
+        """`totals_table` contains hard-capped tenants' reservations, which `dynamodb_client`
+        (the function's own credentials) writes. Without both, hard-capped tenants get 500.
+        """
         self._registry = registry
         self._admission = admission
         self._vending_machine = vending_machine
@@ -136,6 +154,7 @@ class InvocationService:
         self._totals_table = totals_table
         self._catalog = catalog
         self._worst_case = worst_case or WorstCase()
+        self._dynamodb_client = dynamodb_client
 
     def invoke(
         self,
@@ -155,14 +174,17 @@ class InvocationService:
         admission = self._admission.admit(tenant.tenant_id, tier)
         if not admission.admitted:
             self._reject(scope, request_id, admission)
-        tenant_session = self._vending_machine.session_for(scope)
         # Before any session or agent work, so that a request over the budget costs nothing.
-        reservation = self._reserve_budget(tenant, tier, request, request_id, tenant_session)
+        reservation = self._reserve_budget(tenant, tier, request, request_id)
         try:
-            return self._run(caller, request, request_id, id_token, scope, tier, tenant_session)
+            tenant_session = self._vending_machine.session_for(scope)
+            return self._run(
+                caller, request, request_id, id_token, scope, tier, tenant_session, reservation
+            )
         finally:
-            if reservation is not None:
-                self._release_budget(tenant_session, reservation)
+            if reservation is not None and not reservation.settled:
+                # The request failed before its metering: it used no model, tool or memory.
+                self._settle_budget(reservation, [])
 
     def _run(
         self,
@@ -173,6 +195,7 @@ class InvocationService:
         scope: TenantScope,
         tier: TierConfig,
         tenant_session: Any,
+        reservation: OpenReservation | None = None,
     ) -> InvocationResult:
         """Run the admitted request on the agent, meter it and return the agent's output."""
         sessions = SessionStore(tenant_session.resource("dynamodb").Table(self._sessions_table))
@@ -195,7 +218,9 @@ class InvocationService:
             response = self._runtime.invoke(agent_request, session.runtime_session_id)
         finally:
             latency_ms = int((time.monotonic() - started) * 1000)
-            self._meter(scope, request_id, session, tier.model_id, response, latency_ms)
+            self._meter(
+                scope, request_id, session, tier.model_id, response, latency_ms, reservation
+            )
         if response.error is not None or response.output is None:
             logger.warning(
                 "agent reported an error",
@@ -224,44 +249,52 @@ class InvocationService:
         tier: TierConfig,
         request: InvocationRequest,
         request_id: str,
-        tenant_session: Any,
-    ) -> Reservation | None:
+    ) -> OpenReservation | None:
         """Reserve the request's worst-case cost when the tenant has a hard cap.
 
-        The reservation is written with the tenant-scoped credentials, which may write only
-        the tenant's own items. Raises BudgetExceededError (429) when it does not fit.
+        Raises BudgetExceededError (429) when it does not fit.
         """
         if not tenant.hard_cap:
             return None
         catalog = self._catalog or default_catalog()
-        prices = catalog.model_price(tier.model_id, datetime.now(UTC)).usd_per_million
-        worst_case_usd = self._worst_case.cost(request.prompt, prices)
+        worst_case_usd = self._worst_case.cost(
+            request.prompt, catalog, tier.model_id, datetime.now(UTC)
+        )
         budget_usd = tenant.monthly_budget_usd or tier.monthly_budget_usd
-        guard = self._budget_guard(tenant_session, tenant.tenant_id)
+        guard = self._budget_guard(tenant.tenant_id)
         try:
-            return guard.reserve(tenant.tenant_id, request_id, worst_case_usd, budget_usd)
+            reservation = guard.reserve(tenant.tenant_id, request_id, worst_case_usd, budget_usd)
         except BudgetExceededError:
             logger.info(
                 "request over budget",
                 extra={"request_id": request_id, "tenant_id": tenant.tenant_id},
             )
             raise
+        return OpenReservation(reservation)
 
-    def _budget_guard(self, tenant_session: Any, tenant_id: str) -> BudgetGuard:
-        if self._totals_table is None:
+    def _budget_guard(self, tenant_id: str) -> BudgetGuard:
+        if self._totals_table is None or self._dynamodb_client is None:
             logger.error("hard cap set but no totals table", extra={"tenant_id": tenant_id})
             raise AgentpoolError("The tenant's budget cannot be checked; retry later.")
-        return BudgetGuard(tenant_session.client("dynamodb"), self._totals_table)
+        return BudgetGuard(self._dynamodb_client, self._totals_table)
 
-    def _release_budget(self, tenant_session: Any, reservation: Reservation) -> None:
-        """Release the reservation. The ledger adds the actual cost when it records it."""
+    def _settle_budget(
+        self, open_reservation: OpenReservation, events: list[MeteringEvent]
+    ) -> None:
+        """Replace the reservation by a hold of the actual cost of `events`, before they are
+        published, so the ledger always finds the hold it removes them from.
+        """
+        reservation = open_reservation.reservation
+        open_reservation.settled = True
+        catalog = self._catalog or default_catalog()
+        held_usd = held_amounts(rate_event(event, catalog) for event in events)
         try:
-            self._budget_guard(tenant_session, reservation.tenant_id).release(reservation)
+            self._budget_guard(reservation.tenant_id).settle(reservation, held_usd)
         except ClientError as error:
-            # The reservation stays in committed_usd and blocks that much budget until an
-            # operator releases it, so it is logged with the ids needed to do that.
+            # The reservation stays open and blocks its worst case until it expires
+            # (budget.RESERVATION_TIMEOUT), so it is logged with the ids to look it up.
             logger.error(
-                "budget reservation not released",
+                "budget reservation not settled",
                 extra={
                     "request_id": reservation.request_id,
                     "tenant_id": reservation.tenant_id,
@@ -323,11 +356,13 @@ class InvocationService:
         model_id: str,
         response: AgentResponse | None,
         latency_ms: int,
+        reservation: OpenReservation | None = None,
     ) -> None:
         """Publish the invocation, model usage and memory usage events, even when the agent failed.
 
-        Tool calls are metered by the Gateway, which sees every call, including calls made
-        without the agent, so they are not published here.
+        A hard-capped request settles its reservation first. Tool calls are metered by the
+        Gateway, which sees every call, including calls made without the agent, so they are
+        not published here.
         """
         now = datetime.now(UTC)
         common: dict[str, Any] = {
@@ -367,6 +402,8 @@ class InvocationService:
                     **common,
                 )
             )
+        if reservation is not None:
+            self._settle_budget(reservation, events)
         try:
             self._publisher.publish(events)
         except PublishError as error:
@@ -389,4 +426,6 @@ def build_service(settings: Any) -> InvocationService:
         admission=AdmissionControl(dynamodb.Table(settings.limits_table)),
         totals_table=settings.totals_table,
         catalog=default_catalog(),
+        # A plain client: the resource's own client would serialize the typed values again.
+        dynamodb_client=boto3.client("dynamodb"),
     )

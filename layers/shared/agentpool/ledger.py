@@ -25,6 +25,7 @@ still open.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -37,6 +38,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from agentpool.billing_periods import BillingPeriods, billing_month, issued_key
+from agentpool.budget import release_holds
 from agentpool.events import (
     InvocationCompleted,
     MemoryUsage,
@@ -350,7 +352,15 @@ class Ledger:
                     }
                 }
             )
-        for (pk, sk), counters in _sum_totals(postings).items():
+        totals = _sum_totals(postings)
+        # Hard-capped requests' holds shrink by what this transaction records (agentpool.budget).
+        hold_actions = release_holds(
+            self._client,
+            self._totals_table,
+            (p.rated.event for p in postings if p.rated.rerate_of is None),
+            totals,
+        )
+        for (pk, sk), counters in totals.items():
             names = {f"#c{i}": name for i, name in enumerate(sorted(counters))}
             values = {f":c{i}": counters[name] for i, name in enumerate(sorted(counters))}
             actions.append(
@@ -365,10 +375,10 @@ class Ledger:
                 }
             )
         self._client.transact_write_items(
-            TransactItems=actions,
+            TransactItems=actions + hold_actions,
             # The same token within 10 minutes makes DynamoDB apply the transaction once, so a
             # retry after a timeout whose first call had committed does not double the totals.
-            ClientRequestToken=_request_token(postings),
+            ClientRequestToken=_request_token(postings, hold_actions),
         )
         self.transactions += 1
 
@@ -413,10 +423,13 @@ def _chunks(postings: list[Posting]) -> Iterable[list[Posting]]:
         yield chunk
 
 
-def _request_token(postings: Sequence[Posting]) -> str:
-    # The billing months are part of the token: a chunk billed again in another month is a
-    # different transaction, which DynamoDB would reject under the first one's token.
+def _request_token(postings: Sequence[Posting], hold_actions: Sequence[Any] = ()) -> str:
+    # The billing months and hold updates are part of the token: a chunk billed again in
+    # another month, or again after a hold expired, is a different transaction, which
+    # DynamoDB would reject under the first one's token.
     text = "|".join(f"{p.event_id}@{p.billing_month}" for p in postings)
+    if hold_actions:
+        text += "|" + json.dumps(hold_actions, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:36]
 
 

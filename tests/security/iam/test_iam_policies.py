@@ -42,6 +42,8 @@ TENANT_PRINCIPAL = (
 )
 BUCKET_ARN = TEMPLATE.arn("DocumentsBucket")
 TENANT_TABLES = ["SessionsTable", "TotalsTable", "LedgerTable"]
+# Billing tables: tenants read their own items and write none.
+BILLING_TABLES = ["TotalsTable", "LedgerTable"]
 LEDGER_INDEX_ARN = f"{TEMPLATE.arn('LedgerTable')}/index/by-event-time"
 
 # Actions of the TenantAccessRole that the matrix below covers. A new action in the role's
@@ -117,11 +119,39 @@ def dynamodb_rows(action: str, resource: str) -> list[Row]:
     ]
 
 
+def billing_write_rows() -> list[Row]:
+    """Tenant writes to the ledger and totals: denied for every key and attribute."""
+    rows: list[Row] = []
+    cases: list[tuple[str, list[str], list[str]]] = [
+        ("own spent total", [TENANT], ["pk", "sk", "cost_usd"]),
+        ("own committed amount", [TENANT], ["pk", "sk", "committed_usd"]),
+        ("own reservation", [TENANT], ["pk", "sk", "state", "amount_usd", "reserved_at"]),
+        ("other tenant total", [OTHER_TENANT], ["pk", "sk", "committed_usd"]),
+    ]
+    for table_id in BILLING_TABLES:
+        for action in ("dynamodb:PutItem", "dynamodb:UpdateItem"):
+            for case, keys, attributes in cases:
+                rows.append(
+                    tenant_row(
+                        case,
+                        action,
+                        TEMPLATE.arn(table_id),
+                        DENIED,
+                        dynamodb__LeadingKeys=keys,
+                        dynamodb__Attributes=attributes,
+                    )
+                )
+    return rows
+
+
 def tenant_data_rows() -> list[Row]:
     rows: list[Row] = []
-    for table_id in TENANT_TABLES:
-        for action in DYNAMODB_ITEM_ACTIONS + DYNAMODB_QUERY_ACTIONS:
+    for action in DYNAMODB_ITEM_ACTIONS + DYNAMODB_QUERY_ACTIONS:
+        rows += dynamodb_rows(action, TEMPLATE.arn("SessionsTable"))
+    for table_id in BILLING_TABLES:
+        for action in ["dynamodb:GetItem", *DYNAMODB_QUERY_ACTIONS]:
             rows += dynamodb_rows(action, TEMPLATE.arn(table_id))
+    rows += billing_write_rows()
     for action in DYNAMODB_QUERY_ACTIONS:
         rows += dynamodb_rows(action, LEDGER_INDEX_ARN)
     # The tenant registry contains every tenant's tier and status, so tenant credentials must
@@ -347,6 +377,8 @@ PLATFORM_READERS = {
     "AdminUsageFunction": {"TotalsTable"},
     # Reads the issued months and every tenant's month total for budget alerts.
     "AggregatorFunction": {"TotalsTable"},
+    # Queries a hard-capped tenant's reservations to expire stale ones.
+    "InvokeFunction": {"TotalsTable"},
 }
 
 
@@ -399,6 +431,7 @@ def function_rows() -> list[Row]:
             own_key,
         )
     )
+    rows += reservation_rows()
     # The invoke function writes sessions only through tenant-scoped credentials.
     rows.append(
         function_row(
@@ -408,6 +441,51 @@ def function_rows() -> list[Row]:
             TEMPLATE.arn("SessionsTable"),
             DENIED,
             own_key,
+        )
+    )
+    return rows
+
+
+# Attributes of the hard-cap reservation calls in agentpool.budget.
+RESERVE_MONTH = ["pk", "sk", "committed_usd", "reserved_usd"]
+RESERVE_ITEM = ["pk", "sk", "state", "month", "amount_usd", "reserved_at"]
+SETTLE_MONTH = ["pk", "sk", "committed_usd", "reserved_usd", "held_usd"]
+SETTLE_ITEM = ["pk", "sk", "state", "held_usd", "held_at", "pending_usd"]
+
+
+def reservation_rows() -> list[Row]:
+    """The invoke role's reservation writes: reservation attributes of tenant items only."""
+    totals = TEMPLATE.arn("TotalsTable")
+    cases: list[tuple[str, str, list[str], list[str], str]] = [
+        ("reserves", "dynamodb:UpdateItem", [TENANT], RESERVE_MONTH, ALLOWED),
+        ("puts a reservation", "dynamodb:PutItem", [TENANT], RESERVE_ITEM, ALLOWED),
+        ("settles", "dynamodb:UpdateItem", [TENANT], SETTLE_MONTH, ALLOWED),
+        ("holds", "dynamodb:UpdateItem", [TENANT], SETTLE_ITEM, ALLOWED),
+        ("sets spent", "dynamodb:UpdateItem", [TENANT], ["pk", "sk", "cost_usd"], DENIED),
+        ("sets counters", "dynamodb:UpdateItem", [TENANT], ["pk", "sk", "events"], DENIED),
+        ("puts a totals item", "dynamodb:PutItem", [TENANT], ["pk", "sk", "cost_usd"], DENIED),
+        ("writes tier totals", "dynamodb:UpdateItem", ["tier#basic#0"], RESERVE_MONTH, DENIED),
+        ("marks a month issued", "dynamodb:PutItem", ["billing#issued"], ["pk", "sk"], DENIED),
+    ]
+    rows = [
+        function_row(
+            "InvokeFunction",
+            case,
+            action,
+            totals,
+            expected,
+            {"dynamodb:LeadingKeys": keys, "dynamodb:Attributes": attributes},
+        )
+        for case, action, keys, attributes, expected in cases
+    ]
+    rows.append(
+        function_row(
+            "InvokeFunction",
+            "writes a ledger entry",
+            "dynamodb:PutItem",
+            TEMPLATE.arn("LedgerTable"),
+            DENIED,
+            {"dynamodb:LeadingKeys": [TENANT]},
         )
     )
     return rows
