@@ -347,6 +347,8 @@ PLATFORM_READERS = {
     "AdminUsageFunction": {"TotalsTable"},
     # Reads the issued months and every tenant's month total for budget alerts.
     "AggregatorFunction": {"TotalsTable"},
+    # Reads the owner of each runtime session whose usage log records it bills.
+    "RuntimeUsageFunction": {"SessionsTable"},
 }
 
 
