@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from boto3.dynamodb.conditions import Key
@@ -20,6 +21,7 @@ from agentpool_dev import operations
 from agentpool_dev.local_stack import LocalStack, Ports
 from agentpool_dev.provision import STANDIN_RUNTIME_ARN
 
+from .cli_runner import agentpool
 from .conftest import Onboarding
 
 pytestmark = pytest.mark.integration
@@ -103,43 +105,59 @@ def test_invocation_usage_reaches_ledger(
     assert runtime_cost > 0
 
 
-def test_malformed_record_dead_lettered_valid_billed(
-    delivering_stack: LocalStack, delivering_target: operations.Target
-) -> None:
-    onboard = Onboarding(delivering_target, delivering_stack)
-    tenant_id = onboard.tenant("basic")
-    session = f"{tenant_id}.{uuid.uuid4()}"
-    now_ms = int(time.time() * 1000)
-    valid = {
-        "resource_arn": STANDIN_RUNTIME_ARN,
-        "event_timestamp": now_ms,
-        "attributes": {"session.id": session, "elapsed_time_seconds": 1},
-        "metrics": {
-            "agent.runtime.vcpu.hours.used": "0.000277777777777778",
-            "agent.runtime.memory.gb_hours.used": "0.000555555555555556",
-        },
-    }
-    logs = delivering_stack.client("logs")
-    log_group = delivering_stack.name("RuntimeUsageLogGroup")
+def one_second_record(tenant_id: str, timestamp_ms: int) -> str:
+    """A usage record of 1 vCPU-second and 2 GB-seconds in a new session of `tenant_id`."""
+    return json.dumps(
+        {
+            "resource_arn": STANDIN_RUNTIME_ARN,
+            "event_timestamp": timestamp_ms,
+            "attributes": {"session.id": f"{tenant_id}.{uuid.uuid4()}", "elapsed_time_seconds": 1},
+            "metrics": {
+                "agent.runtime.vcpu.hours.used": "0.000277777777777778",
+                "agent.runtime.memory.gb_hours.used": "0.000555555555555556",
+            },
+        }
+    )
+
+
+def write_log_events(stack: LocalStack, messages: list[str], timestamp_ms: int) -> str:
+    """Write `messages` to a new stream of the runtime usage log group; return its name."""
+    logs = stack.client("logs")
+    log_group = stack.name("RuntimeUsageLogGroup")
     stream = f"test-{uuid.uuid4().hex[:8]}"
     logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
     logs.put_log_events(
         logGroupName=log_group,
         logStreamName=stream,
-        logEvents=[
-            {"timestamp": now_ms, "message": json.dumps(valid)},
-            {"timestamp": now_ms, "message": "{truncated record"},
-        ],
+        logEvents=[{"timestamp": timestamp_ms, "message": message} for message in messages],
+    )
+    return stream
+
+
+def take_dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
+    """Receive and delete every visible message of the runtime usage dead-letter queue."""
+    sqs = stack.client("sqs")
+    queue_url = stack.name("RuntimeUsageDeadLetterQueue")
+    messages = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    ).get("Messages", [])
+    for message in messages:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return [json.loads(message["Body"]) for message in messages]
+
+
+def test_malformed_record_dead_lettered_valid_billed(
+    delivering_stack: LocalStack, delivering_target: operations.Target
+) -> None:
+    onboard = Onboarding(delivering_target, delivering_stack)
+    tenant_id = onboard.tenant("basic")
+    now_ms = int(time.time() * 1000)
+    stream = write_log_events(
+        delivering_stack, [one_second_record(tenant_id, now_ms), "{truncated record"], now_ms
     )
     delivering_stack.wait_for_metering()
 
-    sqs = delivering_stack.client("sqs")
-    messages = sqs.receive_message(
-        QueueUrl=delivering_stack.name("RuntimeUsageDeadLetterQueue"),
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=1,
-    ).get("Messages", [])
-    bodies = [json.loads(message["Body"]) for message in messages]
+    bodies = take_dead_letters(delivering_stack)
     replays = [decode_subscription_event(body) for body in bodies]
     entries = runtime_entries(delivering_target, tenant_id)
 
@@ -153,6 +171,32 @@ def test_malformed_record_dead_lettered_valid_billed(
         "vcpu_seconds": Decimal("1"),
         "memory_gb_seconds": Decimal("2"),
     }
+
+
+def test_replay_bills_dead_letter_once(
+    delivering_stack: LocalStack, delivering_target: operations.Target, tmp_path: Path
+) -> None:
+    # The record's tenant is registered only after delivery, so the function dead-letters it.
+    tenant_id = f"t-{uuid.uuid4().hex[:12]}"
+    now_ms = int(time.time() * 1000)
+    write_log_events(delivering_stack, [one_second_record(tenant_id, now_ms)], now_ms)
+    delivering_stack.wait_for_metering()
+    operations.create_tenant(delivering_target, tenant_id, f"Tenant {tenant_id}", "basic")
+    assert delivering_stack.state is not None
+    state_file = tmp_path / "local-stack.json"
+    delivering_stack.state.save(state_file)
+
+    replay = agentpool(state_file, "runtime-usage", "replay")
+    again = agentpool(state_file, "runtime-usage", "replay")
+    delivering_stack.wait_for_metering()
+    entries = runtime_entries(delivering_target, tenant_id)
+
+    assert replay.returncode == 0, replay.stderr
+    assert "Replayed 1 dead-letter messages and published 1 Runtime Usage events" in replay.stdout
+    assert again.returncode == 0, again.stderr
+    assert "Replayed 0 dead-letter messages" in again.stdout
+    assert len(entries) == 1
+    assert entries[0]["user_id"] == "unknown"
 
 
 def test_usage_function_log_has_no_record_contents(
