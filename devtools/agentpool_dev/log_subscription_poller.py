@@ -1,9 +1,10 @@
 """Deliver a log group's new events to a function, as a CloudWatch Logs subscription filter does.
 
 The poller reads the log group in moto and invokes the function with the subscription envelope
-that CloudWatch Logs sends (`awslogs.data`: base64 of gzip of JSON, see
-agentpool.log_subscription): first one CONTROL_MESSAGE, as when a subscription is created, then
-a DATA_MESSAGE per log stream with the events not yet delivered. Like Lambda's asynchronous
+that CloudWatch Logs sends (`awslogs.data`, base64 of gzip of JSON, see
+agentpool.log_subscription). It sends one CONTROL_MESSAGE first, as CloudWatch Logs does when a
+subscription is created. Then it sends a DATA_MESSAGE per log stream with the events not yet
+delivered. Like Lambda's asynchronous
 invocation, a failed invocation is retried `max_retries` times and then, if the function has
 a dead-letter queue, the event is sent there.
 
@@ -71,7 +72,7 @@ class LogSubscriptionPoller:
         self._thread.join(timeout=30)
 
     def idle(self) -> bool:
-        """True when every event of the log group has been delivered (or dead-lettered)."""
+        """Return True when every event of the log group has been delivered or dead-lettered."""
         with self._lock:
             return not any(events for _, events in self._new_events())
 

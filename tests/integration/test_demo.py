@@ -8,9 +8,9 @@ Memory event costs 0.25 USD per thousand. The agent stores every answered turn a
 event, so each tenant has as many Memory events as successful invocations.
 
 Runtime usage also reaches the ledger, through the usage log group and RuntimeUsageFunction.
-Its seconds are the stand-in's wall-clock time, so they vary between runs: each tenant's cost
-is the fixed amount above plus the runtime cost of its ledger entries, which the test prices
-again by hand.
+Its seconds are the stand-in's wall-clock time, so they vary between runs. Each tenant's cost
+is therefore the fixed amount below plus the runtime cost of its ledger entries, which the test
+prices again by hand.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def test_invocation_usage_reaches_ledger(
         Key={"pk": tenant_id, "sk": f"month#{month}#runtime#agentcore"}, ConsistentRead=True
     )["Item"]
 
-    # The log group holds exactly what the stand-in recorded, and the ledger bills all of it.
+    # The log group contains exactly what the stand-in recorded, and the ledger bills all of it.
     assert sorted(messages) == sorted(standin_lines)
     assert len(expected) >= 1
     assert sorted(str(e["event_id"]) for e in entries) == sorted(e.event_id for e in expected)

@@ -136,7 +136,7 @@ def test_decode_round_trips_encoded_event() -> None:
         ({"awslogs": {"data": base64.b64encode(b"plain").decode()}}, "not base64 of gzip"),
         (
             {"awslogs": {"data": base64.b64encode(gzip.compress(b"{")).decode()}},
-            "does not hold JSON",
+            "is not valid JSON",
         ),
         (envelope({"logEvents": []}), "lacks a valid field"),
         (envelope({"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1"}]}), "lacks"),

@@ -20,7 +20,7 @@ and started second, with the fields that AgentCore's runtime observability guide
 (agentpool.runtime_usage). The stand-in charges a fixed allocation of `USAGE_VCPUS` and
 `USAGE_MEMORY_GB` for the whole invocation, while AgentCore reports what a session consumed.
 With a `usage_log_sink`, each invocation's records are passed to it before the response
-returns; the local stack's sink writes them to the runtime usage log group, as AgentCore's
+returns. The local stack's sink writes them to the runtime usage log group, as AgentCore's
 vended log delivery does in AWS. `usage_log_lines()` returns the records of every invocation
 so far, as JSON lines.
 """

@@ -64,9 +64,9 @@ def decode_subscription_event(event: Mapping[str, Any]) -> SubscriptionBatch:
             f"awslogs.data is not base64 of gzip: {type(error).__name__}"
         ) from error
     except ValueError as error:
-        raise InvalidSubscriptionEventError("awslogs.data does not hold JSON") from error
+        raise InvalidSubscriptionEventError("awslogs.data is not valid JSON") from error
     if not isinstance(document, dict):
-        raise InvalidSubscriptionEventError("awslogs.data does not hold a JSON object")
+        raise InvalidSubscriptionEventError("awslogs.data is not a JSON object")
     try:
         return SubscriptionBatch(
             message_type=str(document["messageType"]),

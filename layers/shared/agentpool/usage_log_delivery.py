@@ -4,9 +4,9 @@ The runtime's usage log group has a subscription filter that invokes RuntimeUsag
 with batches of log events, one usage record per event (agentpool.log_subscription). Each
 record that can be billed becomes a Runtime Usage event (agentpool.runtime_usage), whose id is
 stable, so a batch delivered twice is billed once. A record that cannot be billed (not JSON, a
-missing field, an unregistered tenant) does not hold up the others: it is set aside with its
-reason and sent to the dead-letter queue inside a subscription event of its own, so an
-operator can replay it once the cause is fixed.
+missing field, an unregistered tenant) does not hold up the others. It is set aside with its
+reason and sent to the dead-letter queue inside a subscription event of its own, which an
+operator can replay once the cause is fixed.
 """
 
 from __future__ import annotations
