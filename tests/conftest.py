@@ -22,7 +22,12 @@ from agentpool_dev.local_stack import LocalStack, Ports
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     log_dir = tmp_path_factory.mktemp("local-stack-logs")
-    local = LocalStack(ports=Ports.free(), log_dir=log_dir, state_file=None)
+    # Runtime usage records carry the stand-in's wall-clock seconds, so they would add a
+    # varying amount to totals that these tests assert exactly. The modules that test the
+    # delivery path, and the demo, start stacks that deliver them.
+    local = LocalStack(
+        ports=Ports.free(), log_dir=log_dir, state_file=None, runtime_usage_logs=False
+    )
     local.start()
     try:
         yield local

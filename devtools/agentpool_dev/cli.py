@@ -312,6 +312,16 @@ def cmd_runtime_usage_ingest(args: argparse.Namespace) -> int:
     return 1 if batch.rejected else 0
 
 
+def cmd_runtime_usage_replay(args: argparse.Namespace) -> int:
+    result = runtime_usage.replay_dead_letters(_target(args))
+    console.print(
+        f"Replayed {result.messages_replayed} dead-letter messages and published "
+        f"{result.events_published} Runtime Usage events. {result.messages_kept} messages "
+        f"stay on the queue ({result.records_rejected} records still not billable)."
+    )
+    return 1 if result.messages_kept else 0
+
+
 def _add_runtime_usage_parser(commands: Any) -> None:
     usage = commands.add_parser(
         "runtime-usage", help="AgentCore Runtime usage logs"
@@ -321,6 +331,11 @@ def _add_runtime_usage_parser(commands: Any) -> None:
     )
     ingest.add_argument("file", help="JSON lines file of AgentCore USAGE_LOGS records")
     ingest.set_defaults(func=cmd_runtime_usage_ingest)
+    replay = usage.add_parser(
+        "replay",
+        help="bill the records on the runtime usage dead-letter queue; keep those still invalid",
+    )
+    replay.set_defaults(func=cmd_runtime_usage_replay)
 
 
 def _add_rerate_parser(commands: Any) -> None:

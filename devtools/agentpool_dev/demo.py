@@ -117,7 +117,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
         console.print(cost_table(result))
         console.print(
             "Model answers come from the local Bedrock stand-in; token counts from its "
-            "tokenizer. Prices from layers/shared/agentpool/pricing/catalog.json."
+            "tokenizer. Runtime cost is the AgentCore stand-in's wall-clock seconds at 1 vCPU "
+            "and 2 GB, so it varies between runs. Prices from "
+            "layers/shared/agentpool/pricing/catalog.json."
         )
         run, month_dir = reports.run_reports(local_target(state, stack), result.month)
         console.print(

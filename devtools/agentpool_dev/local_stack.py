@@ -7,7 +7,9 @@
 - the agent app runs as its own process, as on AgentCore Runtime;
 - stand-ins serve Bedrock Converse, the AgentCore data plane and the AgentCore Gateway;
 - an SQS poller delivers the metering queue to the aggregator, as Lambda's event source
-  mapping does.
+  mapping does;
+- the AgentCore stand-in writes its USAGE_LOGS records to the runtime usage log group in moto,
+  and a log poller delivers them to RuntimeUsageFunction, as the subscription filter does.
 
 Handler and agent code is the code that runs in AWS; only endpoints and settings differ.
 """
@@ -33,7 +35,8 @@ import boto3
 from agentpool.tokens import CognitoJwtVerifier
 from agentpool_dev.lambda_runner import FunctionSpec, LambdaRunner, base_environment
 from agentpool_dev.local_api import LocalApi
-from agentpool_dev.provision import REGION, LocalResources, Provisioner
+from agentpool_dev.log_subscription_poller import LogSubscriptionPoller
+from agentpool_dev.provision import ACCOUNT_ID, REGION, LocalResources, Provisioner
 from agentpool_dev.sqs_poller import SqsPoller
 from agentpool_dev.standins.agentcore import AgentCoreStandIn
 from agentpool_dev.standins.bedrock import BedrockStandIn
@@ -49,6 +52,8 @@ STATE_DIR = REPO_ROOT / ".agentpool"
 STATE_FILE = Path(os.environ.get("AGENTPOOL_STATE_FILE") or STATE_DIR / "local-stack.json")
 LOG_DIR = REPO_ROOT / "out" / "local" / "logs"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Log stream of the runtime usage log group that the AgentCore stand-in writes to.
+USAGE_LOG_STREAM = "agentcore-standin-usage"
 
 
 class PortInUseError(RuntimeError):
@@ -147,8 +152,12 @@ class LocalStack:
         log_dir: Path = LOG_DIR,
         state_file: Path | None = STATE_FILE,
         max_concurrency: int = 4,
+        runtime_usage_logs: bool = True,
     ) -> None:
+        """`runtime_usage_logs=False` leaves the stand-in's usage records out of the log group,
+        so no runtime usage is billed unless it is ingested by hand."""
         self.ports = ports or Ports.from_env()
+        self.runtime_usage_logs = runtime_usage_logs
         self.log_dir = log_dir
         self.state_file = state_file
         self.max_concurrency = max_concurrency
@@ -284,7 +293,9 @@ class LocalStack:
         self.bedrock = bedrock
 
         agentcore = AgentCoreStandIn(
-            agent_url=f"http://127.0.0.1:{self.ports.agent}", port=self.ports.agentcore
+            agent_url=f"http://127.0.0.1:{self.ports.agent}",
+            port=self.ports.agentcore,
+            usage_log_sink=self._usage_log_sink(),
         )
         agentcore.start()
         self._stoppers.append(agentcore.stop)
@@ -302,6 +313,30 @@ class LocalStack:
         assert self.resources is not None  # noqa: S101
         for logical_id in self.template.of_type("AWS::BedrockAgentCore::Gateway"):
             self.resources.attributes[(logical_id, "GatewayUrl")] = f"{gateway.url}/mcp"
+
+    def _usage_log_sink(self) -> Any:
+        """Return a function that writes USAGE_LOGS records to the template's log group."""
+        log_group_id = self.template.vended_log_group("USAGE_LOGS")
+        if not self.runtime_usage_logs or log_group_id is None:
+            return None
+        logs = self.client("logs")
+        log_group = self.name(log_group_id)
+        logs.create_log_stream(logGroupName=log_group, logStreamName=USAGE_LOG_STREAM)
+
+        def write(records: list[dict[str, Any]]) -> None:
+            logs.put_log_events(
+                logGroupName=log_group,
+                logStreamName=USAGE_LOG_STREAM,
+                logEvents=[
+                    {
+                        "timestamp": record["event_timestamp"],
+                        "message": json.dumps(record, separators=(",", ":")),
+                    }
+                    for record in records
+                ],
+            )
+
+        return write
 
     def _start_agent(self) -> None:
         assert self.resources is not None  # noqa: S101
@@ -405,12 +440,50 @@ class LocalStack:
             poller.start()
             self._stoppers.append(poller.stop)
             self.pollers.append(poller)
+        self.log_pollers: list[LogSubscriptionPoller] = []
+        for subscription in self.template.subscription_filters():
+            if subscription.filter_pattern:
+                raise ValueError(
+                    f"{subscription.logical_id}: the local stack supports only the empty "
+                    f"filter pattern, not {subscription.filter_pattern!r}"
+                )
+            log_poller = LogSubscriptionPoller(
+                logs=self.client("logs"),
+                log_group=self.name(subscription.log_group),
+                filter_name=f"{STACK_NAME}-{subscription.logical_id}",
+                owner=ACCOUNT_ID,
+                invoke=functools.partial(self.runner.invoke, subscription.function),
+                dead_letter=self._function_dead_letter(subscription.function),
+            )
+            log_poller.start()
+            self._stoppers.append(log_poller.stop)
+            self.log_pollers.append(log_poller)
+
+    def _function_dead_letter(self, function_id: str) -> Any:
+        """Return a sender to the function's SQS DeadLetterQueue, or None if it has none."""
+        assert self.resources is not None  # noqa: S101
+        config = self.template.function_setting(function_id, "DeadLetterQueue")
+        if not config or config.get("Type") != "SQS":
+            return None
+        queue_id = config["TargetArn"]["Fn::GetAtt"][0]
+        queue_url = self.resources.refs[queue_id]
+        sqs = self.client("sqs")
+
+        def send(body: str) -> None:
+            sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+        return send
 
     def wait_for_metering(self, timeout: float = 60) -> None:
-        """Block until every queue is empty and no batch is in flight."""
+        """Block until every log event is delivered, every queue is empty and no batch is in flight.
+
+        Log pollers are checked first, because their function puts events on the bus.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(poller.idle() for poller in self.pollers):
+            if all(poller.idle() for poller in self.log_pollers) and all(
+                poller.idle() for poller in self.pollers
+            ):
                 return
             time.sleep(0.2)
         raise TimeoutError(f"metering queues not drained within {timeout} s")

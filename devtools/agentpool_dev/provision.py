@@ -86,6 +86,7 @@ class Provisioner:
         self._buckets(resources)
         self._roles(resources)
         self._queues(resources)
+        self._subscribed_log_groups(resources)
         # Topics first, because a rule may target one (BudgetAlertRule).
         self._alarm_topics(resources)
         self._buses_and_rules(resources)
@@ -268,6 +269,24 @@ class Provisioner:
             resources.refs[logical_id] = url
             resources.attributes[(logical_id, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
             resources.attributes[(logical_id, "QueueName")] = name
+
+    def _subscribed_log_groups(self, resources: LocalResources) -> None:
+        """Create the log groups that a subscription filter reads; the others stay uncreated."""
+        logs = self._client("logs")
+        for subscription in self.template.subscription_filters():
+            logical_id = subscription.log_group
+            # Only the name: the group's KMS key is not created locally.
+            template_name = self.template.properties(logical_id).get("LogGroupName")
+            name = (
+                resources.resolve(template_name)
+                if template_name
+                else f"{resources.stack_name}-{logical_id}"
+            )
+            logs.create_log_group(logGroupName=name)
+            resources.refs[logical_id] = name
+            resources.attributes[(logical_id, "Arn")] = (
+                f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"
+            )
 
     def _condition_holds(self, resource: dict[str, Any], resources: LocalResources) -> bool:
         """Evaluate a resource's Condition, for the Fn::Not and Fn::Equals forms it may use."""

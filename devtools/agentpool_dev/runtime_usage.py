@@ -1,4 +1,4 @@
-"""`agentpool runtime-usage ingest`: publish Runtime Usage events from AgentCore usage logs.
+"""`agentpool runtime-usage ingest` and `replay`: publish Runtime Usage events by hand.
 
 The input is USAGE_LOGS records, one JSON object per line, as AgentCore Runtime delivers
 them to CloudWatch Logs, S3 or Firehose, or as the local AgentCore stand-in writes them.
@@ -8,34 +8,22 @@ with the operator's credentials.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+from agentpool.log_subscription import InvalidSubscriptionEventError, decode_subscription_event
 from agentpool.publisher import MeteringPublisher
 from agentpool.registry import TenantRegistry
-from agentpool.runtime_usage import SessionOwner, UsageBatch, usage_events
+from agentpool.runtime_usage import SessionOwner, UsageBatch, session_owner_lookup, usage_events
 from agentpool_dev.operations import Target
-
-# The user of a runtime session whose sessions-table item has expired (after 30 days).
-UNKNOWN_USER = "unknown"
 
 
 def session_owner_resolver(target: Target) -> Callable[[str, str], SessionOwner | None]:
     """Return `owner_of(tenant_id, runtime_session_id)` backed by the stack's tables."""
-    registry = TenantRegistry(target.table("TenantsTableName"))
-    sessions = target.table("SessionsTableName")
-
-    def owner_of(tenant_id: str, runtime_session_id: str) -> SessionOwner | None:
-        tenant = registry.get(tenant_id)
-        if tenant is None:
-            return None
-        session_id = runtime_session_id.partition(".")[2]
-        item = sessions.get_item(
-            Key={"tenant_id": tenant_id, "session_id": session_id}, ConsistentRead=True
-        ).get("Item")
-        user_id = str(item["user_id"]) if item else UNKNOWN_USER
-        return SessionOwner(tier=tenant.tier, user_id=user_id)
-
-    return owner_of
+    return session_owner_lookup(
+        TenantRegistry(target.table("TenantsTableName")), target.table("SessionsTableName")
+    )
 
 
 def ingest_usage_logs(target: Target, lines: Iterable[str]) -> UsageBatch:
@@ -43,11 +31,52 @@ def ingest_usage_logs(target: Target, lines: Iterable[str]) -> UsageBatch:
 
     Event ids are stable, so ingesting the same records again bills nothing twice.
     """
-    # NOTE: in AWS nothing calls this yet. The delivery path would be a CloudWatch Logs
-    # subscription filter on the runtime's USAGE_LOGS log group that invokes a function
-    # running this code, and it is not in template.yaml.
+    # In AWS and on the local stack the RuntimeUsageFunction bills the same records as
+    # they arrive; this path is for backfills and dead-letter replays.
     batch = usage_events(lines, session_owner_resolver(target))
     if batch.events:
         publisher = MeteringPublisher(target.outputs["EventBusName"], target.client("events"))
         publisher.publish(batch.events)
     return batch
+
+
+@dataclass
+class ReplayResult:
+    """Counts of one replay of the runtime usage dead-letter queue."""
+
+    messages_replayed: int = 0
+    events_published: int = 0
+    # Messages left on the queue: undecodable, or with records that still cannot be billed.
+    messages_kept: int = 0
+    records_rejected: int = 0
+
+
+def replay_dead_letters(target: Target) -> ReplayResult:
+    """Bill the records of every message on RuntimeUsageDeadLetterQueue, as the function would.
+
+    A message whose records are all billed now is deleted. The others stay on the queue and
+    become visible again after the queue's visibility timeout.
+    """
+    sqs = target.client("sqs")
+    queue_url = target.outputs["RuntimeUsageDeadLetterQueueUrl"]
+    result = ReplayResult()
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
+        if not messages:
+            return result
+        for message in messages:
+            try:
+                batch = decode_subscription_event(json.loads(message["Body"]))
+            except (ValueError, InvalidSubscriptionEventError):
+                result.messages_kept += 1
+                continue
+            usage = ingest_usage_logs(target, [item.message for item in batch.log_events])
+            result.events_published += len(usage.events)
+            if usage.rejected:
+                result.messages_kept += 1
+                result.records_rejected += len(usage.rejected)
+                continue
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            result.messages_replayed += 1

@@ -125,6 +125,54 @@ class Template:
                     sources.append((name, event["Properties"]))
         return sources
 
+    def subscription_filters(self) -> list[SubscriptionFilter]:
+        """Every AWS::Logs::SubscriptionFilter whose destination is a function of the template."""
+        filters = []
+        for name, resource in self.of_type("AWS::Logs::SubscriptionFilter").items():
+            props = resource["Properties"]
+            filters.append(
+                SubscriptionFilter(
+                    logical_id=name,
+                    log_group=props["LogGroupName"]["Ref"],
+                    function=props["DestinationArn"]["Fn::GetAtt"][0],
+                    filter_pattern=props.get("FilterPattern", ""),
+                )
+            )
+        return filters
+
+    def vended_log_group(self, log_type: str) -> str | None:
+        """Logical id of the log group that a delivery of `log_type` logs writes to, if any.
+
+        Follows AWS::Logs::DeliverySource (by LogType) to the AWS::Logs::Delivery that names
+        it, to that delivery's AWS::Logs::DeliveryDestination and its log group.
+        """
+        sources = [
+            name
+            for name, resource in self.of_type("AWS::Logs::DeliverySource").items()
+            if resource["Properties"].get("LogType") == log_type
+        ]
+        for delivery in self.of_type("AWS::Logs::Delivery").values():
+            props = delivery["Properties"]
+            if props["DeliverySourceName"].get("Ref") not in sources:
+                continue
+            destination = self.properties(props["DeliveryDestinationArn"]["Fn::GetAtt"][0])
+            arn = destination["DestinationResourceArn"]
+            text = arn.get("Fn::Sub", "") if isinstance(arn, dict) else ""
+            match = re.search(r"log-group:\$\{([A-Za-z0-9]+)\}", text)
+            if match:
+                return match.group(1)
+        return None
+
+
+@dataclass(frozen=True)
+class SubscriptionFilter:
+    """A CloudWatch Logs subscription filter that invokes one of the template's functions."""
+
+    logical_id: str
+    log_group: str
+    function: str
+    filter_pattern: str
+
 
 Resolver = Callable[[str, str | None], str]
 

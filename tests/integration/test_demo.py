@@ -6,21 +6,31 @@ catalog.json: basic input and output 0.15 USD per million tokens; premium input 
 output 0.60 per million; each allowed Gateway tool call 0.005 USD per thousand. Each AgentCore
 Memory event costs 0.25 USD per thousand. The agent stores every answered turn as one Memory
 event, so each tenant has as many Memory events as successful invocations.
+
+Runtime usage also reaches the ledger, through the usage log group and RuntimeUsageFunction.
+Its seconds are the stand-in's wall-clock time, so they vary between runs. Each tenant's cost
+is therefore the fixed amount below plus the runtime cost of its ledger entries, which the test
+prices again by hand.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import pytest
+from boto3.dynamodb.conditions import Key
 
-from agentpool_dev.demo import DemoResult, run_demo
+from agentpool_dev.demo import DemoResult, local_target, run_demo
+from agentpool_dev.demo_data import TENANTS
 from agentpool_dev.local_stack import LocalStack, Ports
 
 pytestmark = pytest.mark.integration
 
-# Fields: invocations, input tokens, output tokens, tool calls, Memory events, cost in USD.
+# Fields: invocations, input tokens, output tokens, tool calls, Memory events, cost in USD
+# without runtime usage.
 # harbor-clinic: (558 + 483) x 0.15 / 1e6 + 3 x 0.000005 + 3 x 0.00025
 #              = 0.00015615 + 0.000015 + 0.00075
 # meadow-clinic: (143 + 112) x 0.15 / 1e6 + 1 x 0.000005 + 1 x 0.00025
@@ -39,17 +49,56 @@ EXPECTED_TIERS = {
 }
 
 
+# AgentCore Runtime prices of catalog.json, in USD per vCPU-hour and per GB-hour.
+USD_PER_VCPU_HOUR = Decimal("0.0895")
+USD_PER_GB_HOUR = Decimal("0.00945")
+
+
 @pytest.fixture(scope="module")
-def demo_result(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # Its own stack, so that tier totals hold the demo's tenants only.
     stack = LocalStack(
         ports=Ports.free(), log_dir=tmp_path_factory.mktemp("demo-logs"), state_file=None
     )
-    state = stack.start()
+    stack.start()
     try:
-        yield run_demo(stack, state)
+        yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_result(demo_stack: LocalStack) -> DemoResult:
+    assert demo_stack.state is not None
+    return run_demo(demo_stack, demo_stack.state)
+
+
+def runtime_entries(stack: LocalStack, tenant_id: str) -> list[dict[str, Any]]:
+    assert stack.state is not None
+    entries = (
+        local_target(stack.state, stack)
+        .table("LedgerTableName")
+        .query(KeyConditionExpression=Key("tenant_id").eq(tenant_id), ConsistentRead=True)["Items"]
+    )
+    return [entry for entry in entries if entry["detail_type"] == "Runtime Usage"]
+
+
+def hand_priced_runtime(entries: list[dict[str, Any]]) -> Decimal:
+    """Price runtime entries again: (vCPU-s x 0.0895 + GB-s x 0.00945) / 3600, each rounded
+    half-even to 12 places as a ledger amount is."""
+    total = Decimal(0)
+    for entry in entries:
+        quantities = entry["quantities"]
+        amount = (
+            quantities["vcpu_seconds"] * USD_PER_VCPU_HOUR
+            + quantities["memory_gb_seconds"] * USD_PER_GB_HOUR
+        ) / 3600
+        total += amount.quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+    return total
+
+
+def tenant_runtime_cost(stack: LocalStack, tenant_id: str) -> Decimal:
+    return hand_priced_runtime(runtime_entries(stack, tenant_id))
 
 
 def summary(total: dict[str, Decimal]) -> tuple[Decimal, ...]:
@@ -64,13 +113,52 @@ def summary(total: dict[str, Decimal]) -> tuple[Decimal, ...]:
 
 
 @pytest.mark.parametrize("tenant_id", sorted(EXPECTED_TENANTS))
-def test_demo_tenant_totals_exact(demo_result: DemoResult, tenant_id: str) -> None:
-    assert summary(demo_result.tenants[tenant_id]["total"]) == EXPECTED_TENANTS[tenant_id]
+def test_demo_tenant_totals_exact(
+    demo_stack: LocalStack, demo_result: DemoResult, tenant_id: str
+) -> None:
+    *counts, cost = EXPECTED_TENANTS[tenant_id]
+    runtime_cost = tenant_runtime_cost(demo_stack, tenant_id)
+    total = summary(demo_result.tenants[tenant_id]["total"])
+    assert total[:5] == tuple(counts)
+    assert total[5] == cost + runtime_cost
 
 
 @pytest.mark.parametrize("tier", sorted(EXPECTED_TIERS))
-def test_demo_tier_totals_exact(demo_result: DemoResult, tier: str) -> None:
-    assert summary(demo_result.tiers[tier]) == EXPECTED_TIERS[tier]
+def test_demo_tier_totals_exact(demo_stack: LocalStack, demo_result: DemoResult, tier: str) -> None:
+    *counts, cost = EXPECTED_TIERS[tier]
+    runtime_cost = sum(
+        (tenant_runtime_cost(demo_stack, t.tenant_id) for t in TENANTS if t.tier == tier),
+        Decimal(0),
+    )
+    total = summary(demo_result.tiers[tier])
+    assert total[:5] == tuple(counts)
+    assert total[5] == cost + runtime_cost
+
+
+@pytest.mark.parametrize("tenant_id", sorted(EXPECTED_TENANTS))
+def test_demo_runtime_usage_billed(
+    demo_stack: LocalStack, demo_result: DemoResult, tenant_id: str
+) -> None:
+    # One usage record, and so one ledger entry, per started second of each invocation.
+    started_seconds = sum(
+        math.ceil(record.duration_seconds)
+        for record in demo_stack.agentcore.records
+        if record.runtime_session_id.startswith(f"{tenant_id}.")
+    )
+    entries = runtime_entries(demo_stack, tenant_id)
+    assert demo_stack.state is not None
+    total = (
+        local_target(demo_stack.state, demo_stack)
+        .table("TotalsTableName")
+        .get_item(Key={"pk": tenant_id, "sk": f"month#{demo_result.month}"}, ConsistentRead=True)[
+            "Item"
+        ]
+    )
+    assert len(entries) == started_seconds
+    assert started_seconds >= EXPECTED_TENANTS[tenant_id][0]
+    assert total["runtime_vcpu_seconds"] == sum(
+        (entry["quantities"]["vcpu_seconds"] for entry in entries), Decimal(0)
+    )
 
 
 def test_demo_costs_are_decimal(demo_result: DemoResult) -> None:

@@ -142,7 +142,7 @@ def test_function_roles_found(resources: dict[str, Any]) -> None:
     # SAM gives each function without its own Role a role named after it.
     functions = _of_type(resources, "AWS::Lambda::Function")
     assert sorted(_function_roles(resources)) == sorted(f"{name}Role" for name in functions)
-    assert "GatewayInterceptorFunction" in functions
+    assert {"GatewayInterceptorFunction", "RuntimeUsageFunction"} <= set(functions)
 
 
 def test_function_roles_no_wildcard_actions(resources: dict[str, Any]) -> None:
@@ -165,6 +165,74 @@ def test_function_roles_no_full_access_policies(resources: dict[str, Any]) -> No
         if "FullAccess" in json.dumps(arn)
     ]
     assert full_access == []
+
+
+# ------------------------------------------------------------------- runtime usage
+
+
+def test_usage_logs_delivered_from_runtime(resources: dict[str, Any]) -> None:
+    source = resources["RuntimeUsageDeliverySource"]["Properties"]
+    assert source["LogType"] == "USAGE_LOGS"
+    assert source["ResourceArn"] == {"Fn::GetAtt": ["AgentRuntime", "AgentRuntimeArn"]}
+
+
+def test_usage_logs_delivered_to_log_group(resources: dict[str, Any]) -> None:
+    delivery = resources["RuntimeUsageDelivery"]["Properties"]
+    destination = resources["RuntimeUsageDeliveryDestination"]["Properties"]
+    assert delivery["DeliverySourceName"] == {"Ref": "RuntimeUsageDeliverySource"}
+    assert delivery["DeliveryDestinationArn"] == {
+        "Fn::GetAtt": ["RuntimeUsageDeliveryDestination", "Arn"]
+    }
+    assert "${RuntimeUsageLogGroup}" in destination["DestinationResourceArn"]["Fn::Sub"]
+
+
+def test_usage_log_group_subscribed_by_function(resources: dict[str, Any]) -> None:
+    subscription = resources["RuntimeUsageSubscription"]["Properties"]
+    assert subscription["LogGroupName"] == {"Ref": "RuntimeUsageLogGroup"}
+    assert subscription["DestinationArn"] == {"Fn::GetAtt": ["RuntimeUsageFunction", "Arn"]}
+    assert subscription["FilterPattern"] == ""
+
+
+def test_usage_log_group_may_invoke_function(resources: dict[str, Any]) -> None:
+    permission = resources["RuntimeUsageInvokePermission"]["Properties"]
+    assert permission["Principal"] == "logs.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["RuntimeUsageLogGroup", "Arn"]}
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_runtime_usage_role_actions_exact(resources: dict[str, Any]) -> None:
+    role = resources["RuntimeUsageFunctionRole"]["Properties"]
+    actions = sorted(
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in _as_list(statement["Action"])
+    )
+    queue = json.dumps({"Fn::GetAtt": ["RuntimeUsageDeadLetterQueue", "Arn"]})
+    assert actions == [
+        ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["SessionsTable", "Arn"]})),
+        ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["TenantsTable", "Arn"]})),
+        ("events:PutEvents", json.dumps({"Fn::GetAtt": ["MeteringBus", "Arn"]})),
+        ("sqs:SendMessage", queue),
+        ("sqs:SendMessage", queue),
+    ]
+
+
+def test_runtime_usage_failures_dead_lettered(resources: dict[str, Any]) -> None:
+    function = resources["RuntimeUsageFunction"]["Properties"]
+    invoke_config = resources["RuntimeUsageFunctionEventInvokeConfig"]["Properties"]
+    assert function["DeadLetterConfig"] == {
+        "TargetArn": {"Fn::GetAtt": ["RuntimeUsageDeadLetterQueue", "Arn"]}
+    }
+    assert invoke_config["MaximumRetryAttempts"] == 2
+
+
+def test_runtime_usage_dead_letters_alarmed(resources: dict[str, Any]) -> None:
+    alarm = resources["RuntimeUsageDeadLetterQueueAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["RuntimeUsageDeadLetterQueue", "QueueName"]}}
+    ]
+    assert alarm["Threshold"] == 0
 
 
 # ------------------------------------------------------------------------ metering

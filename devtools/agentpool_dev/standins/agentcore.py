@@ -15,10 +15,14 @@ Each invocation is recorded with its runtime session id and wall-clock seconds, 
 AgentCore Runtime bills by. A real runtime session stays alive between invocations and bills
 its idle time too. This stand-in does not model that.
 
-`usage_log_lines()` turns the records into USAGE_LOGS records, one per runtime session and
-started second, with the fields that AgentCore's runtime observability guide lists
+`usage_log_records()` turns an invocation into USAGE_LOGS records, one per runtime session
+and started second, with the fields that AgentCore's runtime observability guide lists
 (agentpool.runtime_usage). The stand-in charges a fixed allocation of `USAGE_VCPUS` and
 `USAGE_MEMORY_GB` for the whole invocation, while AgentCore reports what a session consumed.
+With a `usage_log_sink`, each invocation's records are passed to it before the response
+returns. The local stack's sink writes them to the runtime usage log group, as AgentCore's
+vended log delivery does in AWS. `usage_log_lines()` returns the records of every invocation
+so far, as JSON lines.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +126,10 @@ class AgentCoreStandIn(StandInServer):
         port: int = 0,
         agent_timeout_seconds: float = DEFAULT_AGENT_TIMEOUT_SECONDS,
         memory: MemoryStandIn | None = None,
+        usage_log_sink: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         super().__init__(port)
+        self.usage_log_sink = usage_log_sink
         self.memory = memory or MemoryStandIn()
         self.agent_url = agent_url.rstrip("/")
         self.agent_timeout_seconds = agent_timeout_seconds
@@ -254,6 +261,7 @@ class AgentCoreStandIn(StandInServer):
         )
         with self._lock:
             self.records.append(record)
+        self._write_usage_logs(record)
         logger.info(
             "runtime invocation finished session_id=%s agent_status=%s status=%d seconds=%.3f",
             session_id,
@@ -262,6 +270,22 @@ class AgentCoreStandIn(StandInServer):
             duration,
         )
         return response
+
+    def _write_usage_logs(self, record: RuntimeInvocationRecord) -> None:
+        if self.usage_log_sink is None:
+            return
+        records = usage_log_records(record)
+        if not records:
+            return
+        try:
+            self.usage_log_sink(records)
+        except Exception:
+            # Delivery is separate from the invocation in AWS too, so the response goes on.
+            logger.exception(
+                "writing usage log records failed session_id=%s records=%d",
+                record.runtime_session_id,
+                len(records),
+            )
 
     def _call_agent(self, session_id: str, request: HttpRequest) -> tuple[int | None, bytes, str]:
         """POST the payload to the agent. Return its status (None if unreachable), body, type."""

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from agentpool.events import RuntimeUsage, stable_event_id
+from agentpool.registry import TenantRegistry
 from agentpool.sessions import tenant_of_runtime_session
 
 SECONDS_PER_HOUR = Decimal(3600)
@@ -35,6 +37,8 @@ QUANTITY_QUANTUM = Decimal("1e-6")
 USAGE_REQUEST_NAMESPACE = uuid.UUID("2f6b1c9e-0d4a-4e57-8b3c-6a1f9e2d7c45")
 VCPU_METRIC = "agent.runtime.vcpu.hours.used"
 MEMORY_METRIC = "agent.runtime.memory.gb_hours.used"
+# The user of a runtime session whose sessions-table item has expired (after 30 days).
+UNKNOWN_USER = "unknown"
 
 
 class InvalidUsageRecordError(ValueError):
@@ -58,6 +62,29 @@ class SessionOwner:
 
     tier: str
     user_id: str
+
+
+def session_owner_lookup(
+    registry: TenantRegistry, sessions_table: Any
+) -> Callable[[str, str], SessionOwner | None]:
+    """Return `owner_of(tenant_id, runtime_session_id)` that reads the registry and sessions.
+
+    `sessions_table` is a boto3 DynamoDB Table resource for the sessions table. The owner is
+    None when the tenant is not registered.
+    """
+
+    def owner_of(tenant_id: str, runtime_session_id: str) -> SessionOwner | None:
+        tenant = registry.get(tenant_id)
+        if tenant is None:
+            return None
+        session_id = runtime_session_id.partition(".")[2]
+        item = sessions_table.get_item(
+            Key={"tenant_id": tenant_id, "session_id": session_id}, ConsistentRead=True
+        ).get("Item")
+        user_id = str(item["user_id"]) if item else UNKNOWN_USER
+        return SessionOwner(tier=tenant.tier, user_id=user_id)
+
+    return owner_of
 
 
 def parse_usage_record(text: str) -> UsageRecord:

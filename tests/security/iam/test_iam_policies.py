@@ -379,6 +379,8 @@ PLATFORM_READERS = {
     "AggregatorFunction": {"TotalsTable"},
     # Queries a hard-capped tenant's reservations to expire stale ones.
     "InvokeFunction": {"TotalsTable"},
+    # Reads the owner of each runtime session whose usage log records it bills.
+    "RuntimeUsageFunction": {"SessionsTable"},
 }
 
 
