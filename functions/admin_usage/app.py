@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,8 +18,9 @@ from agentpool.billing.usage import PLATFORM_ADMINS_GROUP, parse_month, tenant_u
 from agentpool.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
 from agentpool.http import api_handler, json_response, request_id_of
 from agentpool.identity import groups_from_authorizer, is_valid_tenant_id
+from agentpool.observability import function_logger
 
-logger = Logger()
+logger = function_logger()
 
 
 class Settings(BaseSettings):

@@ -9,17 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.documents import InvalidDocumentNameError, get_document, search_documents
+from agentpool.observability import function_logger
 from agentpool.registry import TenantRegistry
 from agentpool.tools import SearchToolInput
 from agentpool.tvm import TenantScope, TokenVendingMachine
 
-logger = Logger()
+logger = function_logger()
 
 
 class Settings(BaseSettings):

@@ -28,18 +28,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.identity import TENANT_CLAIM
+from agentpool.observability import function_logger
 from agentpool.publisher import MeteringPublisher, PublishError
 from agentpool.registry import TenantRegistry
 from agentpool.tokens import CognitoJwtVerifier, TokenError
 from agentpool.tool_metering import tool_event
 from agentpool.tool_policy import ToolPolicy, denial_text, with_registry_tier
 
-logger = Logger()
+logger = function_logger()
 
 OUTPUT_VERSION = "1.0"
 # JSON-RPC error code of a request whose token this function does not accept.

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.http import api_handler, json_response, request_id_of
 from agentpool.identity import identity_from_authorizer
 from agentpool.invocation import build_service, parse_request
+from agentpool.observability import function_logger
 
-logger = Logger()
+logger = function_logger()
 
 
 class Settings(BaseSettings):

@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.billing.run import ReportRun, ReportTargets, previous_month
+from agentpool.observability import function_logger
 from agentpool.registry import Tenant
 
-logger = Logger()
+logger = function_logger()
 
 
 class Settings(BaseSettings):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,10 +17,11 @@ from agentpool.billing.usage import TENANT_ADMINS_GROUP, parse_month, tenant_usa
 from agentpool.errors import ForbiddenError
 from agentpool.http import api_handler, json_response, request_id_of
 from agentpool.identity import groups_from_authorizer, identity_from_authorizer
+from agentpool.observability import function_logger
 from agentpool.registry import TenantRegistry
 from agentpool.tvm import TenantScope, TokenVendingMachine
 
-logger = Logger()
+logger = function_logger()
 
 
 class Settings(BaseSettings):

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentpool.observability import function_logger
 from agentpool.tools import SearchToolInput
 
-logger = Logger()
+logger = function_logger()
 
 
 class Settings(BaseSettings):

@@ -77,15 +77,24 @@ class Observability:
     tracer: Tracer
 
 
+def function_logger(environ: Mapping[str, str] = os.environ) -> Logger:
+    """Return the function's Powertools Logger, which also writes the layer modules' records.
+
+    Layer modules log through `logging.getLogger(__name__)`. Giving their parent logger the
+    Powertools handler writes their records as the same JSON, with the Lambda context keys;
+    without it, their INFO records are dropped.
+    """
+    logger = Logger(service=environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE)
+    logging.getLogger(PACKAGE_LOGGER)
+    copy_config_to_registered_loggers(source_logger=logger, include={PACKAGE_LOGGER})
+    return logger
+
+
 def observability_from_env(environ: Mapping[str, str] = os.environ) -> Observability:
     """Build the function's Logger, Metrics and Tracer from `environ`."""
     service = environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
     namespace = environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-    logger = Logger(service=service)
-    # Layer modules log through `logging.getLogger(__name__)`. Giving their parent logger the
-    # Powertools handler writes their records as the same JSON, with the Lambda context keys.
-    logging.getLogger(PACKAGE_LOGGER)
-    copy_config_to_registered_loggers(source_logger=logger, include={PACKAGE_LOGGER})
+    logger = function_logger(environ)
     return Observability(
         logger=logger,
         # An empty service stops Powertools from adding its `service` dimension, so each
