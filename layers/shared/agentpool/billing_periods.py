@@ -15,7 +15,8 @@ tier that `agentpool.tiers` does not define are the exception: their transaction
 month item with a ConditionCheck, as each issuing run writes it too.
 
 Why an event recorded during issuance is billed exactly once: DynamoDB serializes two
-transactions that write the same item, and the issuing transaction writes every month total
+transactions that write the same item ("Isolation levels for DynamoDB transactions" in the
+DynamoDB Developer Guide), and the issuing transaction writes every tier shard month total
 that a ledger transaction of that month can write. The report run marks the month before it
 reads anything, so each ledger transaction of the month is ordered before or after the mark:
 
@@ -28,6 +29,7 @@ reads anything, so each ledger transaction of the month is ordered before or aft
 
 An issued month's totals therefore never change, and each event is either in the issued report
 or an adjustment of a later month, never both and never neither.
+`tests/unit/test_issuance_race.py` checks this with the mark placed before each DynamoDB call.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def issued_key(month: str) -> dict[str, str]:
 def issued_mark_key(tier: str, event_id: str, month: str) -> tuple[str, str] | None:
     """Return the (pk, sk) of the tier shard month total that carries `month`'s issued mark.
 
-    It is the month total that the event adds to. Returns None for a tier that
+    It is the month total that the event adds to. Return None for a tier that
     `agentpool.tiers` does not define, because an issuing run may not have marked it.
     """
     if tier not in TIERS:
@@ -124,7 +126,7 @@ class BillingPeriods:
     def mark_issued(
         self, month: str, report_key: str | None = None, tiers: Iterable[str] = ()
     ) -> bool:
-        """Mark `month` (YYYY-MM) issued in one transaction. Return False when it was issued.
+        """Mark `month` (YYYY-MM) issued in one transaction. Return False if already issued.
 
         The transaction puts the month item and sets `issued_at` on the month total of every
         shard of every tier in `agentpool.tiers` and in `tiers`. The report run calls this
