@@ -7,8 +7,8 @@ March report or an April adjustment of March, never both and never neither, and 
 must not move after the report read them.
 
 The events belong to three tenants of three tiers, one of them a tier that `agentpool.tiers`
-does not define, so both ways of checking the issued mark are interleaved: the condition on
-the tier shard's month total and the ConditionCheck on the month item. The events of the
+does not define. So both ways of checking the issued mark are interleaved: the condition on
+the tier shard's month total, and the ConditionCheck on the month item. The events of the
 defined tiers come in one batch and the others in a second batch, as the aggregator receives
 them in separate SQS batches.
 """
@@ -148,7 +148,7 @@ def billed_sum(entries: list[dict[str, Any]], month: str, **match: str) -> Decim
 def assert_billed_once(
     stack: LedgerStack, batch: list[RatedEvent], issued: RunResult, at: int
 ) -> tuple[int, int]:
-    """Check that each event is in the issued report or an adjustment; count each kind."""
+    """Check that each event is in the issued report or an adjustment, and count each kind."""
     entries = stack.ledger_entries()
     ids = [e["event_id"] for e in entries]
     assert sorted(ids) == sorted(r.event.event_id for r in batch), at
@@ -159,7 +159,7 @@ def assert_billed_once(
     assert all("adjustment_of_month" not in e for e in in_march), at
     assert issued.issued is True
 
-    # The issued report holds exactly the entries billed in March, and March did not move.
+    # The issued report contains exactly the entries billed in March, and March did not move.
     for report in issued.reports:
         tenant = report.tenant_id
         march = billed_sum(entries, MONTH, tenant_id=tenant)
@@ -227,7 +227,7 @@ def test_issuing_at_each_step_of_recording() -> None:
 
 @pytest.mark.usefixtures("credentials")
 def test_recording_at_each_step_of_issuing() -> None:
-    # The report run makes about 35 calls, so each case records a small batch.
+    # The report run makes calls per tenant and per tier shard, so each case records few events.
     batch = march_events(3)
     outcomes: list[tuple[int, int]] = []
     at = 1
@@ -248,7 +248,7 @@ def test_recording_at_each_step_of_issuing() -> None:
         if last_case:
             break
         at += 1
-    # Recorded before the mark, the batch is in March; after it, every event is an adjustment.
+    # Recorded before the mark, the events are billed in March. After it, all are adjustments.
     assert outcomes[0] == (len(batch), 0)
     assert all(outcome == (0, len(batch)) for outcome in outcomes[1:])
     assert len(outcomes) > 3
