@@ -17,8 +17,8 @@ from boto3.dynamodb.conditions import Key
 
 from agentpool.documents import documents_prefix
 from agentpool.identity import TENANT_CLAIM, TIER_CLAIM, is_valid_tenant_id
-from agentpool.ledger import TIER_SHARDS, tier_partition
 from agentpool.registry import Tenant, TenantRegistry
+from agentpool.tier_shards import TIER_SHARDS, tier_partition
 from agentpool.tiers import TIERS
 from agentpool_dev.local_stack import LOCAL_CREDENTIALS, STATE_FILE, StackState
 

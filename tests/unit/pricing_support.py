@@ -12,9 +12,10 @@ import boto3
 import pytest
 
 from agentpool.events import MemoryUsage, ModelUsage, RuntimeUsage, ToolInvoked, stable_event_id
-from agentpool.ledger import TIER_SHARDS, Ledger, tier_partition
+from agentpool.ledger import Ledger
 from agentpool.pricing.catalog import DEFAULT_CATALOG_PATH, PriceCatalog
 from agentpool.pricing.rating import RatedEvent
+from agentpool.tier_shards import TIER_SHARDS, tier_partition
 from agentpool.usage import TokenUsage
 from tests.unit.dynamo_tables import create_table
 

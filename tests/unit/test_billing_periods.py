@@ -1,15 +1,27 @@
-"""Issued months and late events billed as adjustments (moto, tables built from template.yaml)."""
+"""Issued months, their marks and late events billed as adjustments (moto, template tables)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from agentpool.billing_periods import BillingPeriods, billing_month, next_month
+from agentpool import billing_periods
+from agentpool.billing_periods import (
+    ISSUED_MARK,
+    ISSUED_PARTITION,
+    MAX_MARK_ATTEMPTS,
+    BillingPeriods,
+    billing_month,
+    next_month,
+)
+from agentpool.tier_shards import TIER_SHARDS, tier_partition
+from agentpool.tiers import TIERS
 from tests.unit.pricing_support import TENANT, TIER, LedgerStack, set_fake_credentials
 from tests.unit.test_ledger import rated_usage
 
@@ -111,3 +123,92 @@ def test_late_event_of_new_year(stack: LedgerStack) -> None:
     stack.ledger.record([late])
     assert stack.counter(TENANT, "month#2027-01", "adjustment_usd") == late.amount_usd
     assert stack.counter(TENANT, "month#2027-01", "events") == Decimal(1)
+
+
+def test_mark_issued_marks_every_tier_shard(stack: LedgerStack) -> None:
+    assert BillingPeriods(stack.client, "totals").mark_issued("2026-03", tiers={"legacy"})
+    issued_at = stack.totals(ISSUED_PARTITION, "month#2026-03")[ISSUED_MARK]
+    for tier in [*TIERS, "legacy"]:
+        for shard in range(TIER_SHARDS):
+            item = stack.totals(tier_partition(tier, shard), "month#2026-03")
+            assert set(item) == {"pk", "sk", ISSUED_MARK}, (tier, shard)
+            assert item[ISSUED_MARK] == issued_at, (tier, shard)
+
+
+def test_mark_issued_again_changes_no_mark(stack: LedgerStack) -> None:
+    periods = BillingPeriods(stack.client, "totals")
+    periods.mark_issued("2026-03")
+    before = stack.totals_table.scan()["Items"]
+    assert periods.mark_issued("2026-03", tiers={"legacy"}) is False
+    assert stack.totals_table.scan()["Items"] == before
+
+
+class ConflictingDynamoDB:
+    """A client whose TransactWriteItems is cancelled by a conflict `conflicts` times."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.conflicts = conflicts
+        self.calls = 0
+
+    def transact_write_items(self, **params: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls <= self.conflicts:
+            reasons = [{"Code": "None"}] + [{"Code": "TransactionConflict"}] * (
+                len(params["TransactItems"]) - 1
+            )
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        return {}
+
+
+def test_mark_issued_retries_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(billing_periods.time, "sleep", lambda _seconds: None)
+    client = ConflictingDynamoDB(conflicts=MAX_MARK_ATTEMPTS - 1)
+    assert BillingPeriods(client, "totals").mark_issued("2026-03") is True
+    assert client.calls == MAX_MARK_ATTEMPTS
+
+
+def test_mark_issued_raises_lasting_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(billing_periods.time, "sleep", lambda _seconds: None)
+    client = ConflictingDynamoDB(conflicts=MAX_MARK_ATTEMPTS)
+    with pytest.raises(ClientError, match="TransactionCanceledException"):
+        BillingPeriods(client, "totals").mark_issued("2026-03")
+    assert client.calls == MAX_MARK_ATTEMPTS
+
+
+def test_no_item_in_every_transaction(stack: LedgerStack) -> None:
+    actions: list[list[dict[str, Any]]] = []
+    stack.client.meta.events.register(
+        "provide-client-params.dynamodb.TransactWriteItems",
+        lambda params, **_: actions.append(params["TransactItems"]),
+    )
+    for index in range(40):
+        tenant = f"tenant-{index % 5}"
+        stack.ledger.record([rated_usage(index, tenant_id=tenant)])
+    assert len(actions) == 40
+    keys = [{_key_of(action) for action in transaction} for transaction in actions]
+    assert set.intersection(*keys) == set()
+    assert all("ConditionCheck" not in action for t in actions for action in t)
+    # Each transaction's tier shard month total is the item that checks the issued mark.
+    for transaction in actions:
+        [checked] = [
+            a["Update"] for a in transaction if "ConditionExpression" in a.get("Update", {})
+        ]
+        assert checked["Key"]["sk"] == {"S": "month#2026-03"}
+        assert checked["Key"]["pk"]["S"].startswith(f"tier#{TIER}#")
+        assert checked["ConditionExpression"] == f"attribute_not_exists({ISSUED_MARK})"
+
+
+def _key_of(action: dict[str, Any]) -> tuple[str, ...]:
+    [(kind, body)] = action.items()
+    key = body["Item"] if kind == "Put" else body["Key"]
+    return tuple(
+        str(value)
+        for name, value in sorted(key.items())
+        if name in {"pk", "sk", "tenant_id", "event_id"}
+    )

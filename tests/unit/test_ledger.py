@@ -15,13 +15,12 @@ from agentpool import ledger as ledger_module
 from agentpool.ledger import (
     MAX_ATTEMPTS,
     MAX_TRANSACTION_ITEMS,
-    TIER_SHARDS,
     Ledger,
-    tier_partition,
     totals_for,
 )
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
+from agentpool.tier_shards import TIER_SHARDS, tier_partition
 from agentpool.usage import TokenUsage
 from tests.unit.pricing_support import (
     EVENT_TIME,

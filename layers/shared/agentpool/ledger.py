@@ -11,15 +11,17 @@ entry not existing, so a duplicate delivery cancels the transaction before any t
 
 Totals of one batch are summed per item before writing, so a batch of events updates each
 total item once. Tier totals are spread over `TIER_SHARDS` items per period, because every
-event of a tier would otherwise write to one item and hit DynamoDB's per-item write rate.
+event of a tier would otherwise write to one item and hit DynamoDB's per-partition write rate.
 
 Totals are kept by billing month. An event is billed in the month of its event time (UTC)
 unless that month's report is issued (see `agentpool.billing_periods`). Then it is billed in
 the first open month as an adjustment. Its ledger entry keeps its event time, has the billing
 month as `month` and names the original month in `adjustment_of_month`. Its amount goes to
 the billing month's totals and to a `month#<billing month>#adjustment#<original month>` item,
-and no total of the issued month moves. Each transaction checks that the months it bills are
-still open.
+and no total of the issued month moves. Each update of a tier shard's month total is
+conditional on that item carrying no issued mark (`agentpool.billing_periods`), so a
+transaction checks that the months it bills are open on items it writes anyway, and no item is
+read or written by every transaction.
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from agentpool.billing_periods import BillingPeriods, billing_month, issued_key
-from agentpool.budget import release_holds
+from agentpool.billing_periods import (
+    NOT_ISSUED_CONDITION,
+    BillingPeriods,
+    billing_month,
+    issued_key,
+    issued_mark_key,
+)
+from agentpool.budget import HELD_EVENT_TYPES, release_holds
 from agentpool.events import (
     InvocationCompleted,
     MemoryUsage,
@@ -48,12 +56,12 @@ from agentpool.events import (
     ToolInvoked,
 )
 from agentpool.pricing.rating import RatedEvent
+from agentpool.tier_shards import tier_partition, tier_shard_of
 
 logger = logging.getLogger(__name__)
 
 # DynamoDB accepts at most 100 actions in one TransactWriteItems call.
 MAX_TRANSACTION_ITEMS = 100
-TIER_SHARDS = 8
 MAX_ATTEMPTS = 4
 # How often one `record` call re-reads the issued months after a month became issued under it.
 MAX_PERIOD_REFRESHES = 3
@@ -67,16 +75,6 @@ def month_of(event: RatedEvent) -> str:
 
 def day_of(event: RatedEvent) -> str:
     return event.event.event_time.strftime("%Y-%m-%d")
-
-
-def tier_partition(tier: str, shard: int) -> str:
-    """Partition key of one shard of a tier's totals. Tenant ids never contain '#'."""
-    return f"tier#{tier}#{shard}"
-
-
-def tier_shard_of(event_id: str) -> int:
-    digest = hashlib.sha256(event_id.encode()).digest()
-    return digest[0] % TIER_SHARDS
 
 
 @dataclass(frozen=True)
@@ -342,7 +340,11 @@ class Ledger:
             }
             for p in postings
         ]
-        for month in sorted({p.billing_month for p in postings}):
+        # The tier shard month total that each event adds to carries the issued mark of its
+        # month, so the update checks it. Only a tier without marks needs the month item.
+        marked = {_mark_of(p) for p in postings} - {None}
+        unmarked_months = {p.billing_month for p in postings if _mark_of(p) is None}
+        for month in sorted(unmarked_months):
             actions.append(
                 {
                     "ConditionCheck": {
@@ -363,17 +365,16 @@ class Ledger:
         for (pk, sk), counters in totals.items():
             names = {f"#c{i}": name for i, name in enumerate(sorted(counters))}
             values = {f":c{i}": counters[name] for i, name in enumerate(sorted(counters))}
-            actions.append(
-                {
-                    "Update": {
-                        "TableName": self._totals_table,
-                        "Key": _serialize({"pk": pk, "sk": sk}),
-                        "UpdateExpression": _add_expression(names),
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": _serialize(values),
-                    }
-                }
-            )
+            update: dict[str, Any] = {
+                "TableName": self._totals_table,
+                "Key": _serialize({"pk": pk, "sk": sk}),
+                "UpdateExpression": _add_expression(names),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": _serialize(values),
+            }
+            if (pk, sk) in marked:
+                update["ConditionExpression"] = NOT_ISSUED_CONDITION
+            actions.append({"Update": update})
         self._client.transact_write_items(
             TransactItems=actions + hold_actions,
             # The same token within 10 minutes makes DynamoDB apply the transaction once, so a
@@ -381,6 +382,11 @@ class Ledger:
             ClientRequestToken=_request_token(postings, hold_actions),
         )
         self.transactions += 1
+
+
+def _mark_of(posting: Posting) -> tuple[str, str] | None:
+    event = posting.rated.event
+    return issued_mark_key(event.tier, event.event_id, posting.billing_month)
 
 
 def _add_expression(names: dict[str, str]) -> str:
@@ -404,14 +410,19 @@ def _sum_totals(postings: Iterable[Posting]) -> dict[tuple[str, str], dict[str, 
 def _chunks(postings: list[Posting]) -> Iterable[list[Posting]]:
     """Group postings so that each group's puts, checks and updates fit one transaction.
 
-    A billing month's condition check is counted like a totals item, under a key that no
-    totals item has.
+    The condition check of a billing month, needed only for a tier without issued marks, is
+    counted like a totals item, under a key that no totals item has, and so is the hold that
+    a hard-capped request's event may shrink (agentpool.budget.release_holds).
     """
     chunk: list[Posting] = []
     keys: set[tuple[str, str]] = set()
     for posting in postings:
         own_keys = set(totals_for(posting.rated, posting.billing_month))
-        own_keys.add(("#check", posting.billing_month))
+        if _mark_of(posting) is None:
+            own_keys.add(("#check", posting.billing_month))
+        event = posting.rated.event
+        if isinstance(event, HELD_EVENT_TYPES):
+            own_keys.add(("#hold", f"{event.tenant_id}/{event.request_id}"))
         new_keys = own_keys - keys
         if chunk and len(chunk) + 1 + len(keys) + len(new_keys) > MAX_TRANSACTION_ITEMS:
             yield chunk

@@ -434,6 +434,24 @@ def function_rows() -> list[Row]:
         )
     )
     rows += reservation_rows()
+    # It may set the issued mark on a tier shard's month total, and nothing else there.
+    tier_shard = {"dynamodb:LeadingKeys": ["tier#basic#3"]}
+    mark = {"dynamodb:Attributes": ["pk", "sk", "issued_at"]}
+    for case, context, expected in [
+        ("marks a tier total issued", {**tier_shard, **mark}, ALLOWED),
+        ("adds to a tier total", {**tier_shard, "dynamodb:Attributes": ["cost_usd"]}, DENIED),
+        ("marks a tenant total", {**own_key, **mark}, DENIED),
+    ]:
+        rows.append(
+            function_row(
+                "MonthlyReportFunction",
+                case,
+                "dynamodb:UpdateItem",
+                TEMPLATE.arn("TotalsTable"),
+                expected,
+                context,
+            )
+        )
     # The invoke function writes sessions only through tenant-scoped credentials.
     rows.append(
         function_row(

@@ -34,8 +34,8 @@ from agentpool.billing.report import (
 from agentpool.billing.store import ReportStore
 from agentpool.billing_periods import BillingPeriods, next_month
 from agentpool.events import BillingReportGenerated, notification_entry
-from agentpool.ledger import TIER_SHARDS, tier_partition
 from agentpool.registry import Tenant
+from agentpool.tier_shards import TIER_SHARDS, tier_partition
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ class ReportRun:
     """Build and store the reports of a month with the platform's own credentials.
 
     The run reads every tenant's ledger and totals, so it uses the report function's role,
-    which may read those tables and write only the issued-month marks. It never uses
-    tenant-scoped credentials.
+    which may read those tables and write only the issued-month marks: the month item and
+    `issued_at` on the tier shards' month totals. It never uses tenant-scoped credentials.
     """
 
     def __init__(
@@ -162,7 +162,9 @@ class ReportRun:
                 )
             # The mark comes before every read: a ledger transaction that commits after it
             # bills the next month instead, so the totals read below are final.
-            newly_issued = self._periods.mark_issued(month, report_prefix(month))
+            newly_issued = self._periods.mark_issued(
+                month, report_prefix(month), tiers={tenant.tier for tenant in tenants}
+            )
             logger.info(
                 "billing month issued", extra={"month": month, "newly_issued": newly_issued}
             )
