@@ -64,6 +64,9 @@ def check_ports_free(ports: Ports) -> None:
     """Raise PortInUseError naming the first busy port and the variable that moves it."""
     for name, port in asdict(ports).items():
         with socket.socket() as probe:
+            # As the servers do, so that connections of a stack that just stopped (TIME_WAIT)
+            # do not count as a busy port, while a process still listening does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError as error:

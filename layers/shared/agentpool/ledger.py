@@ -280,8 +280,9 @@ class Ledger:
                     pending = [p for p in pending if p.event_id not in duplicates]
                     continue
                 if "ConditionalCheckFailed" in reasons and refreshes < MAX_PERIOD_REFRESHES:
-                    # A billed month was issued after this call read the issued months, so
-                    # the chunk is billed again, in the months that are open now.
+                    # A billed month was issued after this call read the issued months, or a
+                    # hold expired after it was read, so the chunk is billed again, in the
+                    # months that are open now and against the holds as they are now.
                     refreshes += 1
                     pending = self._rebill(pending)
                     continue
@@ -306,7 +307,10 @@ class Ledger:
 
     def _rebill(self, postings: list[Posting]) -> list[Posting]:
         issued = self.periods.issued_months()
-        logger.info("billing month issued during a batch, rebilling", extra={"issued": len(issued)})
+        logger.info(
+            "billing month issued or hold changed during a batch, rebilling",
+            extra={"issued": len(issued)},
+        )
         return [Posting(p.rated, billing_month(month_of(p.rated), issued)) for p in postings]
 
     def _split_and_record(
