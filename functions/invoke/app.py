@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentpool.http import api_handler, json_response, request_id_of
+from agentpool.http import api_handler, json_response, request_id_of, require_json_body
 from agentpool.identity import identity_from_authorizer
 from agentpool.invocation import build_service, parse_request
 from agentpool.observability import function_logger
@@ -44,6 +44,7 @@ def bearer_token(event: dict[str, Any]) -> str:
 @api_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     caller = identity_from_authorizer(event)
+    require_json_body(event)
     request = parse_request(event.get("body"))
     request_id = request_id_of(event) or context.aws_request_id
     logger.append_keys(tenant_id=caller.tenant_id, request_id=request_id)

@@ -13,8 +13,9 @@ from agentpool.errors import (
     InvalidRequestError,
     ThrottledError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
 )
-from agentpool.http import api_handler
+from agentpool.http import api_handler, require_json_body
 from agentpool.identity import identity_from_authorizer
 from agentpool.invocation import MAX_PROMPT_BYTES, parse_request
 from agentpool.sessions import runtime_session_id, tenant_of_runtime_session
@@ -191,3 +192,23 @@ def test_api_handler_hides_unexpected_error_details() -> None:
 
     assert response["statusCode"] == 500
     assert "secret detail" not in response["body"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/json", "application/json; charset=utf-8", "Application/JSON"],
+)
+def test_json_content_type_accepted(content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    require_json_body({"headers": headers})
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_other_content_type_is_415(content_type: str) -> None:
+    with pytest.raises(UnsupportedMediaTypeError, match=content_type) as caught:
+        require_json_body({"headers": {"content-type": content_type}})
+
+    assert caught.value.status == 415

@@ -34,6 +34,11 @@ class NotFoundError(AgentpoolError):
     code = "not_found"
 
 
+class UnsupportedMediaTypeError(AgentpoolError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ThrottledError(AgentpoolError):
     status = 429
     code = "throttled"

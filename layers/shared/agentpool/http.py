@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from agentpool.errors import AgentpoolError, ThrottledError
+from agentpool.errors import AgentpoolError, ThrottledError, UnsupportedMediaTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,20 @@ def error_response(error: AgentpoolError, request_id: str | None) -> dict[str, A
 def request_id_of(event: dict[str, Any]) -> str | None:
     request_id = (event.get("requestContext") or {}).get("requestId")
     return request_id if isinstance(request_id, str) else None
+
+
+def require_json_body(event: dict[str, Any]) -> None:
+    """Raise UnsupportedMediaTypeError when the request names a media type other than JSON.
+
+    A request without Content-Type is read as JSON, as most HTTP clients send one.
+    """
+    headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type") or "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {media_type} is not supported; send JSON as application/json."
+        )
 
 
 def api_handler(func: Handler) -> Handler:
