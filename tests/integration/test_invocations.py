@@ -169,6 +169,7 @@ def test_bad_body_is_rejected_with_400(
         f"{target.api_url}/invocations", data=body.encode(), method="POST"
     )
     request.add_header("Authorization", user.token)
+    request.add_header("Content-Type", "application/json")
 
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=30)  # noqa: S310
@@ -178,6 +179,23 @@ def test_bad_body_is_rejected_with_400(
     assert error["code"] == "invalid_request"
     assert message_part in error["message"]
     assert error["requestId"]
+
+
+def test_form_body_is_rejected_with_415(onboard: Onboarding, target: operations.Target) -> None:
+    user = onboard.user(onboard.tenant("basic"))
+    # urllib, like curl -d, sends a body as a form unless told otherwise.
+    request = urllib.request.Request(  # noqa: S310 - local stack URL
+        f"{target.api_url}/invocations", data=b'{"prompt": "hi"}', method="POST"
+    )
+    request.add_header("Authorization", user.token)
+
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310
+
+    error = json.loads(raised.value.read())["error"]
+    assert raised.value.code == 415
+    assert error["code"] == "unsupported_media_type"
+    assert "application/x-www-form-urlencoded" in error["message"]
 
 
 def test_missing_token_is_rejected_with_401(target: operations.Target) -> None:
