@@ -12,6 +12,9 @@ AgentCore Gateway calls this function before each request reaches a tool target.
 5. returns the call with the registry's tier when allowed, or a policy denial as the Gateway's
    response.
 
+It answers `tools/list` itself, with the tools that the tenant's registry tier may call, so a
+suspended tenant lists none.
+
 AgentCore Policy evaluates the same Cedar text. If it runs after this function, it reads the
 registry's tier that this function wrote. If it runs before, it reads the caller's own `tier`,
 and this function then decides again on the registry's. Either way a call runs only if the
@@ -98,7 +101,8 @@ def _registry_tier(tenant_id: Any) -> str | None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event.get("mcp", {}).get("gatewayRequest", {})
     body = request.get("body")
-    if not isinstance(body, dict) or body.get("method") != "tools/call":
+    method = body.get("method") if isinstance(body, dict) else None
+    if method not in ("tools/call", "tools/list"):
         return _pass_through(body)
     rpc_id = body.get("id")
     params = body.get("params")
@@ -114,6 +118,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _respond(401, {"jsonrpc": "2.0", "id": rpc_id, "error": error_body})
     tenant_id = claims.get(TENANT_CLAIM)
     tier = _registry_tier(tenant_id)
+    if method == "tools/list":
+        tools = policy.listed_tools(claims, [tier])
+        return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "result": {"tools": tools}})
     mcp_name = name if isinstance(name, str) else ""
     arguments = with_registry_tier(arguments, tier)
     decision = policy.authorize(claims, mcp_name, arguments)

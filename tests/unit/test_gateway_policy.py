@@ -290,7 +290,7 @@ def events(module: ModuleType) -> list[tuple[str, str, str, str]]:
 
 
 def test_other_methods_pass_through(interceptor: ModuleType) -> None:
-    event = gateway_input("tools/list", "token-basic")
+    event = gateway_input("initialize", "token-basic")
 
     output = interceptor.lambda_handler(event, FakeContext())
 
@@ -298,6 +298,27 @@ def test_other_methods_pass_through(interceptor: ModuleType) -> None:
         "interceptorOutputVersion": "1.0",
         "mcp": {"transformedGatewayRequest": {"body": event["mcp"]["gatewayRequest"]["body"]}},
     }
+    assert interceptor.publisher.events == []
+
+
+@pytest.mark.parametrize(
+    ("token", "listed"),
+    [
+        ("token-basic", [DOCUMENT_SEARCH]),
+        ("token-premium", [DOCUMENT_SEARCH, WEB_SEARCH]),
+        ("token-upgraded", [DOCUMENT_SEARCH, WEB_SEARCH]),
+        ("token-stale-premium", [DOCUMENT_SEARCH]),
+        ("token-suspended", []),
+    ],
+)
+def test_tools_list_follows_registry_tier(
+    interceptor: ModuleType, token: str, listed: list[str]
+) -> None:
+    output = interceptor.lambda_handler(gateway_input("tools/list", token), FakeContext())
+
+    response = output["mcp"]["transformedGatewayResponse"]
+    assert response["statusCode"] == 200
+    assert [tool["name"] for tool in response["body"]["result"]["tools"]] == listed
     assert interceptor.publisher.events == []
 
 

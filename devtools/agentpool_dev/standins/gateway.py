@@ -41,7 +41,7 @@ from agentpool.identity import TENANT_CLAIM
 from agentpool.tiers import TIERS
 from agentpool.tokens import TokenError
 from agentpool.tool_policy import ToolPolicy, denial_text
-from agentpool.tools import GATEWAY_TOOLS, TIER_ARGUMENT, tool_for_mcp_name
+from agentpool.tools import tool_for_mcp_name
 from agentpool_dev.standins.http import HttpRequest, HttpResponse, StandInServer, json_response
 
 logger = logging.getLogger(__name__)
@@ -231,24 +231,9 @@ class GatewayStandIn(StandInServer):
         return _rpc_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}")
 
     def _list_tools(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
-        # Listing has no call arguments, so a tool is listed when a call naming the caller's
-        # own tenant and user would be allowed on some tier. The tier is an argument of each
-        # call, which the interceptor sets, so each call is still decided on its own.
-        own: dict[str, Any] = {"user_id": str(claims.get("sub", ""))}
-        if isinstance(claims.get(TENANT_CLAIM), str):
-            own["tenant_id"] = claims[TENANT_CLAIM]
-        return [
-            {
-                "name": tool.mcp_name,
-                "description": tool.description,
-                "inputSchema": tool.gateway_input_schema,
-            }
-            for tool in GATEWAY_TOOLS.values()
-            if any(
-                self.policy.authorize(claims, tool.mcp_name, {**own, TIER_ARGUMENT: tier}).allowed
-                for tier in TIERS
-            )
-        ]
+        # The tier is an argument of each call, which the interceptor sets, so without one the
+        # stand-in lists the tools that some tier may call.
+        return self.policy.listed_tools(claims, TIERS)
 
     def _record(
         self, message: dict[str, Any], claims: dict[str, Any], *, allowed: bool, reason: str

@@ -16,14 +16,15 @@ upgrade, a downgrade or a suspension therefore applies to the next tool call.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cedarpy
 
-from agentpool.tools import TIER_ARGUMENT
+from agentpool.identity import TENANT_CLAIM
+from agentpool.tools import GATEWAY_TOOLS, TIER_ARGUMENT
 
 POLICY_PATH = Path(__file__).with_name("tools.cedar")
 # The policies name no particular Gateway (`resource is AgentCore::Gateway`), because the
@@ -114,3 +115,27 @@ class ToolPolicy:
         }
         result = cedarpy.is_authorized(request, self.text, entities)
         return ToolDecision(bool(result.allowed), tuple(result.diagnostics.reasons))
+
+    def listed_tools(
+        self, claims: Mapping[str, Any], tiers: Iterable[str | None]
+    ) -> list[dict[str, Any]]:
+        """Return the MCP `tools/list` entries of the tools that the caller may call.
+
+        Listing has no call arguments, so a tool is listed when a call naming the caller's own
+        tenant and user would be allowed on one of `tiers`.
+        """
+        own: dict[str, Any] = {"user_id": str(claims.get("sub", ""))}
+        if isinstance(claims.get(TENANT_CLAIM), str):
+            own["tenant_id"] = claims[TENANT_CLAIM]
+        return [
+            {
+                "name": tool.mcp_name,
+                "description": tool.description,
+                "inputSchema": tool.gateway_input_schema,
+            }
+            for tool in GATEWAY_TOOLS.values()
+            if any(
+                self.authorize(claims, tool.mcp_name, with_registry_tier(own, tier)).allowed
+                for tier in tiers
+            )
+        ]
