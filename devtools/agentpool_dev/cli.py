@@ -32,8 +32,10 @@ from agentpool.tiers import TIERS
 from agentpool_dev import backfill, demo, operations, reports, runtime_usage
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, PortInUseError, StackState
 
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: a line is never broken at the console width, even when the output is a file or a
+# pipe (80 columns by default), so printed commands, passwords and tokens stay whole.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def _month(value: str | None) -> str:
