@@ -27,7 +27,7 @@ from agentpool.billing.render import FORMATS
 from agentpool.billing.rerate import Rerating
 from agentpool.pricing.catalog import PriceCatalog, default_catalog
 from agentpool.publisher import PublishError
-from agentpool.registry import TenantExistsError
+from agentpool.registry import TenantExistsError, TenantRegistry
 from agentpool.tiers import TIERS
 from agentpool_dev import backfill, demo, operations, reports, runtime_usage
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, PortInUseError, StackState
@@ -232,13 +232,16 @@ def cmd_events_publish(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise operations.OperatorError(f"File {path} not found; pass a JSON lines file.")
-    parsed = backfill.read_backfill(path)
+    target = _target(args)
+    registry = TenantRegistry(target.table("TenantsTableName"))
+    parsed = backfill.read_backfill(
+        path, lambda tenant_id: registry.get(tenant_id) is not None, datetime.now(UTC)
+    )
     if parsed.errors:
         for error in parsed.errors:
             errors.print(f"{path}:{error.line}: {error.reason}", markup=False, highlight=False)
         errors.print(f"[red]error:[/] {len(parsed.errors)} invalid lines; published nothing.")
         return 1
-    target = _target(args)
     with Progress(console=console) as progress:
         task = progress.add_task("Publishing events", total=len(parsed.events))
         try:
