@@ -69,7 +69,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
         "  TOKEN=$(.venv/bin/agentpool token --email me@example.com "
         "--password '<printed password>')\n"
         f'  curl -X POST {state.api_url}/invocations -H "Authorization: $TOKEN" '
-        '-d \'{"prompt": "hello"}\'\n'
+        '-H "Content-Type: application/json" -d \'{"prompt": "hello"}\'\n'
         "  .venv/bin/agentpool report --month YYYY-MM   # monthly billing reports, on demand\n"
         "Press Ctrl-C to stop."
     )
