@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from agentpool.events import stable_event_id
+from agentpool.runtime_usage import SessionOwner, usage_events
 from agentpool_dev.backfill import MAX_CLOCK_SKEW, read_backfill
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
@@ -73,3 +75,23 @@ def test_tenant_registry_read_once_per_tenant(tmp_path: Path) -> None:
     assert parsed.errors[2].reason == (
         f"event {details[2]['event_id']}: tenant no-such-tenant is not in the tenant registry"
     )
+
+
+def test_example_events_file_is_valid() -> None:
+    parsed = read_backfill(
+        EXAMPLES / "events.jsonl", lambda tenant_id: tenant_id == "harbor-clinic", NOW
+    )
+
+    assert parsed.errors == []
+    assert parsed.distinct_events == 6
+    assert {event.event_time.strftime("%Y-%m") for event in parsed.events} == {"2026-12"}
+
+
+def test_example_runtime_usage_file_is_billable() -> None:
+    lines = (EXAMPLES / "runtime-usage.jsonl").read_text(encoding="utf-8").splitlines()
+
+    batch = usage_events(lines, lambda *_: SessionOwner("basic", "unknown"))
+
+    assert batch.rejected == []
+    assert {event.tenant_id for event in batch.events} == {"harbor-clinic"}
+    assert len(batch.events) == 3
