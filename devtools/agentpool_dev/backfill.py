@@ -2,8 +2,10 @@
 
 Each non-blank line is one event's detail object, as in the `detail` of events/*.json. The
 whole file is validated before anything is sent, so a bad line never leaves a partial
-backfill. Event ids are stable, and the ledger records each id once, so publishing a file
-again, or a file with repeated lines, bills every event once.
+backfill. Besides the schema, every event must name a tenant in the tenant registry and a
+tier of the tier configuration, and its event time must not be in the future. Event ids are
+stable, and the ledger records each id once, so publishing a file again, or a file with
+repeated lines, bills every event once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,12 @@ from pydantic import ValidationError
 
 from agentpool.events import MeteringEvent, parse_event
 from agentpool.publisher import MAX_ENTRIES_PER_CALL, MeteringPublisher
+from agentpool.tiers import TIERS
 from agentpool_dev.operations import Target
+
+# How far past the operator's clock an event time may be. The events of a backfill come from
+# other hosts, whose clocks can run a little ahead; anything later has not happened yet.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -58,15 +66,45 @@ def _validation_reason(error: ValidationError, detail_type: Any) -> str:
     return "; ".join(parts)
 
 
-def read_backfill(path: Path) -> BackfillFile:
-    """Parse and validate every line of `path` against the metering event schemas.
+def _event_reason(
+    event: MeteringEvent, now: datetime, tenant_registered: Callable[[str], bool]
+) -> str | None:
+    """Return why a schema-valid `event` must not be billed, or None when it may be."""
+    if event.tier not in TIERS:
+        known = ", ".join(sorted(TIERS))
+        return f"tier {event.tier!r} is not a configured tier ({known})"
+    if not tenant_registered(event.tenant_id):
+        return f"tenant {event.tenant_id} is not in the tenant registry"
+    if event.event_time > now + MAX_CLOCK_SKEW:
+        return (
+            f"event time {event.event_time.isoformat()} is in the future "
+            f"(now {now.isoformat(timespec='seconds')}, allowed clock skew {MAX_CLOCK_SKEW})"
+        )
+    return None
 
-    Numbers with a fraction are read as `Decimal`, so quantities keep their exact value. A
-    line that repeats an earlier event id with the same content is valid (the ledger counts
-    it once). With different content it is invalid, because only one of them could be billed.
+
+def read_backfill(
+    path: Path, tenant_registered: Callable[[str], bool], now: datetime
+) -> BackfillFile:
+    """Parse and validate every line of `path` for billing at UTC time `now`.
+
+    A line must match a metering event schema, name a configured tier and a tenant for which
+    `tenant_registered` returns True, and have an event time no later than `now` plus
+    MAX_CLOCK_SKEW. `tenant_registered` is called once per distinct tenant id. Numbers with a
+    fraction are read as `Decimal`, so quantities keep their exact value. A line that repeats
+    an earlier event id with the same content is valid (the ledger counts it once). With
+    different content it is invalid, because only one of them could be billed.
     """
-    # NOTE: the tenant ids and tiers are checked against the schema only, not the registry,
-    # so an event of an unregistered tenant is billed under that id.
+    # NOTE: the tier is checked against the tier configuration, not against the tenant's
+    # tier in the registry, because the registry stores only the current tier and an older
+    # event may predate an upgrade.
+    registered: dict[str, bool] = {}
+
+    def is_registered(tenant_id: str) -> bool:
+        if tenant_id not in registered:
+            registered[tenant_id] = tenant_registered(tenant_id)
+        return registered[tenant_id]
+
     result = BackfillFile()
     seen: dict[str, tuple[int, MeteringEvent]] = {}
     with path.open(encoding="utf-8") as lines:
@@ -89,6 +127,10 @@ def read_backfill(path: Path) -> BackfillFile:
                 result.errors.append(
                     LineError(number, _validation_reason(error, detail.get("detail_type")))
                 )
+                continue
+            reason = _event_reason(event, now, is_registered)
+            if reason is not None:
+                result.errors.append(LineError(number, f"event {event.event_id}: {reason}"))
                 continue
             earlier = seen.get(event.event_id)
             if earlier is not None and earlier[1] != event:

@@ -27,13 +27,15 @@ from agentpool.billing.render import FORMATS
 from agentpool.billing.rerate import Rerating
 from agentpool.pricing.catalog import PriceCatalog, default_catalog
 from agentpool.publisher import PublishError
-from agentpool.registry import TenantExistsError
+from agentpool.registry import TenantExistsError, TenantRegistry
 from agentpool.tiers import TIERS
 from agentpool_dev import backfill, demo, operations, reports, runtime_usage
 from agentpool_dev.local_stack import STATE_FILE, LocalStack, PortInUseError, StackState
 
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: a line is never broken at the console width, even when the output is a file or a
+# pipe (80 columns by default), so printed commands, passwords and tokens stay whole.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def _month(value: str | None) -> str:
@@ -67,7 +69,7 @@ def cmd_local_run(args: argparse.Namespace) -> int:
         "  TOKEN=$(.venv/bin/agentpool token --email me@example.com "
         "--password '<printed password>')\n"
         f'  curl -X POST {state.api_url}/invocations -H "Authorization: $TOKEN" '
-        '-d \'{"prompt": "hello"}\'\n'
+        '-H "Content-Type: application/json" -d \'{"prompt": "hello"}\'\n'
         "  .venv/bin/agentpool report --month YYYY-MM   # monthly billing reports, on demand\n"
         "Press Ctrl-C to stop."
     )
@@ -230,13 +232,16 @@ def cmd_events_publish(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise operations.OperatorError(f"File {path} not found; pass a JSON lines file.")
-    parsed = backfill.read_backfill(path)
+    target = _target(args)
+    registry = TenantRegistry(target.table("TenantsTableName"))
+    parsed = backfill.read_backfill(
+        path, lambda tenant_id: registry.get(tenant_id) is not None, datetime.now(UTC)
+    )
     if parsed.errors:
         for error in parsed.errors:
             errors.print(f"{path}:{error.line}: {error.reason}", markup=False, highlight=False)
         errors.print(f"[red]error:[/] {len(parsed.errors)} invalid lines; published nothing.")
         return 1
-    target = _target(args)
     with Progress(console=console) as progress:
         task = progress.add_task("Publishing events", total=len(parsed.events))
         try:

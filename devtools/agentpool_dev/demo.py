@@ -18,8 +18,9 @@ from agentpool_dev import operations, reports
 from agentpool_dev.demo_data import REQUESTS, TENANTS
 from agentpool_dev.local_stack import LocalStack, StackState
 
-# Wide enough for the cost table when the output is not a terminal (CI logs, pipes).
-console = Console(width=None if sys.stdout.isatty() else 110)
+# Wide enough for the cost table when the output is not a terminal (CI logs, pipes). With
+# soft_wrap, longer lines are printed whole rather than broken at that width.
+console = Console(width=None if sys.stdout.isatty() else 110, soft_wrap=True)
 
 
 @dataclass

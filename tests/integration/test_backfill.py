@@ -201,3 +201,45 @@ def test_backfill_missing_file_fails(state_file: Path, tmp_path: Path) -> None:
     published = agentpool(state_file, "events", "publish", str(tmp_path / f"{uuid.uuid4()}.jsonl"))
     assert published.returncode == 1
     assert "not found" in published.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "reason"),
+    [
+        (
+            "unregistered tenant",
+            {"tenant_id": "no-such-tenant"},
+            "tenant no-such-tenant is not in the tenant registry",
+        ),
+        ("unknown tier", {"tier": "gold"}, "tier 'gold' is not a configured tier (basic, premium)"),
+        (
+            "future event",
+            {"event_time": "2030-01-15T08:00:00Z"},
+            "event time 2030-01-15T08:00:00+00:00 is in the future",
+        ),
+    ],
+)
+def test_backfill_rejects_unbillable_event(
+    stack: LocalStack,
+    target: operations.Target,
+    onboard: Onboarding,
+    state_file: Path,
+    tmp_path: Path,
+    case: str,
+    change: dict[str, str],
+    reason: str,
+) -> None:
+    tenant_id = onboard.tenant("basic")
+    details = backfill_details([(tenant_id, "basic")])[:5]
+    details[2] = {**details[2], **change}
+    path = tmp_path / "unbillable.jsonl"
+    write_lines(path, details)
+
+    published = agentpool(state_file, "events", "publish", str(path))
+    stack.wait_for_metering()
+
+    assert published.returncode == 1, case
+    assert f"{path}:3: event {details[2]['event_id']}: {reason}" in published.stderr, case
+    assert "1 invalid lines; published nothing" in published.stderr, case
+    assert ledger_entries(target, tenant_id) == [], case
+    assert ledger_entries(target, "no-such-tenant") == [], case
