@@ -12,8 +12,8 @@ AgentCore Gateway calls this function before each request reaches a tool target.
 5. returns the call with the registry's tier when allowed, or a policy denial as the Gateway's
    response.
 
-It answers `tools/list` itself, with the tools that the tenant's registry tier may call, so a
-suspended tenant lists none.
+It replies to `tools/list` itself with the tools that the tenant's registry tier may call, so
+a suspended tenant lists none.
 
 AgentCore Policy evaluates the same Cedar text. If it runs after this function, it reads the
 registry's tier that this function wrote. If it runs before, it reads the caller's own `tier`,
@@ -34,6 +34,7 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentpool.events import ToolInvoked
 from agentpool.identity import TENANT_CLAIM
 from agentpool.observability import function_logger
 from agentpool.publisher import MeteringPublisher, PublishError
@@ -97,36 +98,35 @@ def _registry_tier(tenant_id: Any) -> str | None:
     return tenant.tier if tenant is not None and tenant.status == "active" else None
 
 
-@logger.inject_lambda_context(log_event=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = event.get("mcp", {}).get("gatewayRequest", {})
-    body = request.get("body")
-    method = body.get("method") if isinstance(body, dict) else None
-    if method not in ("tools/call", "tools/list"):
-        return _pass_through(body)
+def _meter(metering: ToolInvoked | None) -> None:
+    """Publish the decision's Tool Invoked event, or log why there is none."""
+    if metering is None:
+        logger.info("tool call not metered: no active tenant")
+        return
+    try:
+        publisher.publish([metering])
+    except PublishError as error:
+        # The decision is kept. The event id is logged so that a backfill can send it.
+        logger.error("tool event not published", extra={"event_ids": error.event_ids})
+
+
+def _decide_call(
+    body: dict[str, Any], claims: dict[str, Any], tier: str | None, request_id: str
+) -> dict[str, Any]:
+    """Decide one `tools/call` on the registry's tier, meter it, and return the output."""
     rpc_id = body.get("id")
     params = body.get("params")
     params = params if isinstance(params, dict) else {}
     name = params.get("name")
-    arguments = params.get("arguments")
-    arguments = arguments if isinstance(arguments, dict) else {}
-    try:
-        claims = verifier.verify(_bearer_token(request.get("headers") or {}))
-    except TokenError as error:
-        logger.info("tool call rejected", extra={"reason": str(error)})
-        error_body = {"code": UNAUTHORIZED, "message": "Unauthorized"}
-        return _respond(401, {"jsonrpc": "2.0", "id": rpc_id, "error": error_body})
-    tenant_id = claims.get(TENANT_CLAIM)
-    tier = _registry_tier(tenant_id)
-    if method == "tools/list":
-        tools = policy.listed_tools(claims, [tier])
-        return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "result": {"tools": tools}})
     mcp_name = name if isinstance(name, str) else ""
-    arguments = with_registry_tier(arguments, tier)
+    arguments = params.get("arguments")
+    arguments = with_registry_tier(arguments if isinstance(arguments, dict) else {}, tier)
+
     decision = policy.authorize(claims, mcp_name, arguments)
     outcome: Literal["allowed", "denied"] = "allowed" if decision.allowed else "denied"
+    tenant_id = claims.get(TENANT_CLAIM)
     metering = tool_event(
-        request_id=context.aws_request_id,
+        request_id=request_id,
         tool_call_id=json.dumps(rpc_id),
         mcp_name=mcp_name,
         decision=outcome,
@@ -144,16 +144,31 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "reason": decision.reason,
         },
     )
-    if metering is None:
-        logger.info("tool call not metered: no active tenant")
-    else:
-        try:
-            publisher.publish([metering])
-        except PublishError as error:
-            # The decision stands; the event id is logged so that a backfill can send it.
-            logger.error("tool event not published", extra={"event_ids": error.event_ids})
+    _meter(metering)
+
     if decision.allowed:
         return _pass_through({**body, "params": {**params, "arguments": arguments}})
-    text = denial_text(decision.reason)
-    result = {"content": [{"type": "text", "text": text}], "isError": True}
+    result = {"content": [{"type": "text", "text": denial_text(decision.reason)}], "isError": True}
     return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "result": result})
+
+
+@logger.inject_lambda_context(log_event=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = event.get("mcp", {}).get("gatewayRequest", {})
+    body = request.get("body")
+    method = body.get("method") if isinstance(body, dict) else None
+    if method not in ("tools/call", "tools/list"):
+        return _pass_through(body)
+
+    try:
+        claims = verifier.verify(_bearer_token(request.get("headers") or {}))
+    except TokenError as error:
+        logger.info("tool request rejected", extra={"method": method, "reason": str(error)})
+        error_body = {"code": UNAUTHORIZED, "message": "Unauthorized"}
+        return _respond(401, {"jsonrpc": "2.0", "id": body.get("id"), "error": error_body})
+    tier = _registry_tier(claims.get(TENANT_CLAIM))
+
+    if method == "tools/list":
+        tools = policy.listed_tools(claims, [tier])
+        return _respond(200, {"jsonrpc": "2.0", "id": body.get("id"), "result": {"tools": tools}})
+    return _decide_call(body, claims, tier, context.aws_request_id)

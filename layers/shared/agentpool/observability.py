@@ -80,9 +80,9 @@ class Observability:
 def function_logger(environ: Mapping[str, str] = os.environ) -> Logger:
     """Return the function's Powertools Logger, which also writes the layer modules' records.
 
-    Layer modules log through `logging.getLogger(__name__)`. Giving their parent logger the
-    Powertools handler writes their records as the same JSON, with the Lambda context keys;
-    without it, their INFO records are dropped.
+    Layer modules log through `logging.getLogger(__name__)`. Their parent logger gets the
+    Powertools handler, so their records are written as the same JSON, with the Lambda context
+    keys. Without it, their INFO records are dropped.
     """
     logger = Logger(service=environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE)
     logging.getLogger(PACKAGE_LOGGER)

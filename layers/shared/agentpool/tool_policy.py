@@ -1,10 +1,10 @@
 """Cedar tool policy: which Gateway tools a caller may call, as AgentCore Policy decides it.
 
 The policy text is `tools.cedar` beside this module. It deploys as AgentCore Policy on the
-Gateway (template.yaml copies each statement) and is evaluated here with cedarpy, by the
-Gateway interceptor in AWS and by the local Gateway stand-in, on a request built the way
-AgentCore Policy builds it: the principal is an `AgentCore::OAuthUser` whose tags are the
-token's claims, and `context.input` contains the tool call's arguments.
+Gateway, where template.yaml copies each statement. Here cedarpy evaluates it, for the Gateway
+interceptor in AWS and for the local Gateway stand-in. The request has AgentCore Policy's
+form: the principal is an `AgentCore::OAuthUser` whose tags are the token's claims, and
+`context.input` contains the tool call's arguments.
 
 The tier is not read from the token, because a user's `custom:tier` attribute is immutable
 and the tenant registry is the source of truth. The Gateway's REQUEST interceptor writes the
