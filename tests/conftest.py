@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +20,35 @@ from agentpool_dev import operations
 from agentpool_dev.local_stack import LocalStack, Ports
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    log_dir = tmp_path_factory.mktemp("local-stack-logs")
-    # Runtime usage records carry the stand-in's wall-clock seconds, so they would add a
-    # varying amount to totals that these tests assert exactly. The modules that test the
-    # delivery path, and the demo, start stacks that deliver them.
+@contextmanager
+def running_stack(log_dir: Path, runtime_usage_logs: bool = True) -> Iterator[LocalStack]:
+    """Start a local stack on free ports and stop it on exit."""
     local = LocalStack(
-        ports=Ports.free(), log_dir=log_dir, state_file=None, runtime_usage_logs=False
+        ports=Ports.free(), log_dir=log_dir, state_file=None, runtime_usage_logs=runtime_usage_logs
     )
     local.start()
     try:
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    # Runtime usage records carry the stand-in's wall-clock seconds, so they would add a
+    # varying amount to totals that these tests assert exactly. The modules that test the
+    # delivery path, and the demo, start stacks that deliver them.
+    with running_stack(tmp_path_factory.mktemp("local-stack-logs"), False) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def state_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared stack's state file, for the `agentpool` CLI."""
+    assert stack.state is not None
+    path = tmp_path_factory.mktemp("state") / "local-stack.json"
+    stack.state.save(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -29,14 +29,6 @@ DISTINCT_EVENTS = 300
 REPEATED_LINES = 40
 
 
-@pytest.fixture(scope="module")
-def state_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    assert stack.state is not None
-    path = tmp_path_factory.mktemp("backfill") / "local-stack.json"
-    stack.state.save(path)
-    return path
-
-
 def event_detail(
     rng: random.Random, tenant_id: str, tier: str, index: int, when: datetime
 ) -> dict[str, Any]:

@@ -16,14 +16,6 @@ from .cli_runner import agentpool
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def state_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    assert stack.state is not None
-    path = tmp_path_factory.mktemp("cli") / "local-stack.json"
-    stack.state.save(path)
-    return path
-
-
 def test_cli_onboards_and_invokes(state_file: Path, stack: LocalStack) -> None:
     tenant = f"cli-{uuid.uuid4().hex[:8]}"
     email = f"user@{tenant}.example"

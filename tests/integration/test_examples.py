@@ -39,11 +39,12 @@ def copy_for_tenant(name: str, tenant_id: str, folder: Path) -> Path:
 
 
 def test_examples_publish_and_ingest(
-    stack: LocalStack, target: operations.Target, onboard: Onboarding, tmp_path: Path
+    stack: LocalStack,
+    target: operations.Target,
+    onboard: Onboarding,
+    tmp_path: Path,
+    state_file: Path,
 ) -> None:
-    assert stack.state is not None
-    state_file = tmp_path / "local-stack.json"
-    stack.state.save(state_file)
     tenant_id = onboard.tenant("basic")
     events_file = copy_for_tenant("events.jsonl", tenant_id, tmp_path)
     usage_file = copy_for_tenant("runtime-usage.jsonl", tenant_id, tmp_path)

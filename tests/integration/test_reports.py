@@ -79,10 +79,9 @@ def test_report_reads_are_few(report_runs: dict[str, tuple[RunResult, Path, floa
         assert seconds < 10, tenant_id
 
 
-def test_cli_report_writes_all_formats(demo: DemoResult, stack: LocalStack, tmp_path: Path) -> None:
-    assert stack.state is not None
-    state_file = tmp_path / "local-stack.json"
-    stack.state.save(state_file)
+def test_cli_report_writes_all_formats(
+    demo: DemoResult, stack: LocalStack, tmp_path: Path, state_file: Path
+) -> None:
     env = {**os.environ, "AGENTPOOL_STATE_FILE": str(state_file), "COLUMNS": "200"}
     argv = ["report", "--month", demo.month, "--tenant", "harbor-clinic", "--out", str(tmp_path)]
     result = subprocess.run(  # noqa: S603 - fixed argv

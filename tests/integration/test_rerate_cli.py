@@ -44,11 +44,12 @@ def usage_event(tenant_id: str, day: int) -> ModelUsage:
 
 
 def test_rerate_cli_records_differences_once(
-    stack: LocalStack, target: operations.Target, onboard: Onboarding, tmp_path: Path
+    stack: LocalStack,
+    target: operations.Target,
+    onboard: Onboarding,
+    tmp_path: Path,
+    state_file: Path,
 ) -> None:
-    assert stack.state is not None
-    state_file = tmp_path / "local-stack.json"
-    stack.state.save(state_file)
     tenant_id = onboard.tenant("basic")
     events = [usage_event(tenant_id, day) for day in (3, 9, 17)]
     MeteringPublisher(target.outputs["EventBusName"], target.client("events")).publish(events)
@@ -73,10 +74,9 @@ def test_rerate_cli_records_differences_once(
     assert after_second == expected
 
 
-def test_rerate_cli_rejects_missing_catalog(stack: LocalStack, tmp_path: Path) -> None:
-    assert stack.state is not None
-    state_file = tmp_path / "local-stack.json"
-    stack.state.save(state_file)
+def test_rerate_cli_rejects_missing_catalog(
+    stack: LocalStack, tmp_path: Path, state_file: Path
+) -> None:
     result = agentpool(state_file, "rerate", "--month", MONTH, "--catalog", str(tmp_path / "x"))
     assert result.returncode == 1
     assert "not found" in result.stderr

@@ -22,11 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_usage_logs_billed_once_to_tenant(
-    stack: LocalStack, target: operations.Target, onboard: Onboarding, tmp_path: Path
+    stack: LocalStack,
+    target: operations.Target,
+    onboard: Onboarding,
+    tmp_path: Path,
+    state_file: Path,
 ) -> None:
-    assert stack.state is not None
-    state_file = tmp_path / "local-stack.json"
-    stack.state.save(state_file)
     tenant_id = onboard.tenant("basic")
     user = onboard.user(tenant_id)
     status, body = operations.invoke(target, user.token, "When is the flu clinic open?")

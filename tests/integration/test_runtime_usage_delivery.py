@@ -18,11 +18,11 @@ from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import rate_event
 from agentpool.runtime_usage import SessionOwner, usage_events
 from agentpool_dev import operations
-from agentpool_dev.local_stack import LocalStack, Ports
+from agentpool_dev.local_stack import LocalStack
 from agentpool_dev.provision import STANDIN_RUNTIME_ARN
 
 from .cli_runner import agentpool
-from .conftest import Onboarding
+from .conftest import Onboarding, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +30,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def delivering_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # Its own stack, because the shared one does not deliver usage logs.
-    stack = LocalStack(
-        ports=Ports.free(), log_dir=tmp_path_factory.mktemp("usage-logs"), state_file=None
-    )
-    stack.start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("usage-logs")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
