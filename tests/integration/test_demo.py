@@ -3,9 +3,10 @@
 Token counts come from the Bedrock stand-in (Tekken tokenizer for Mistral, the documented
 approximation for gpt-oss) and are fixed by the demo's texts. Costs are computed by hand from
 catalog.json: basic input and output 0.15 USD per million tokens; premium input 0.15 and
-output 0.60 per million; each allowed Gateway tool call 0.005 USD per thousand. Each AgentCore
-Memory event costs 0.25 USD per thousand. The agent stores every answered turn as one Memory
-event, so each tenant has as many Memory events as successful invocations.
+output 0.60 per million; each allowed Gateway tool call 0.005 USD per thousand. An allowed web
+search call also runs one query at 7.00 USD per thousand. Each AgentCore Memory event costs
+0.25 USD per thousand. The agent stores every answered turn as one Memory event, so each
+tenant has as many Memory events as successful invocations.
 
 Runtime usage also reaches the ledger, through the usage log group and RuntimeUsageFunction.
 Its seconds are the stand-in's wall-clock time, so they vary between runs. Each tenant's cost
@@ -35,17 +36,19 @@ pytestmark = pytest.mark.integration
 #              = 0.00015615 + 0.000015 + 0.00075
 # meadow-clinic: (143 + 112) x 0.15 / 1e6 + 1 x 0.000005 + 1 x 0.00025
 #              = 0.00003825 + 0.000005 + 0.00025
-# st-anne-hospital: 774 x 0.15 / 1e6 + 420 x 0.60 / 1e6 + 4 x 0.000005 + 2 x 0.00025
-#                 = 0.0001161 + 0.000252 + 0.00002 + 0.0005
+# st-anne-hospital: each of its 2 premium invocations calls document search and web search.
+# The stand-in's web results name the web search id (web-search.v1), which is in the input.
+#   784 x 0.15 / 1e6 + 420 x 0.60 / 1e6 + 4 x 0.000005 + 2 x 0.007 + 2 x 0.00025
+#   = 0.0001176 + 0.000252 + 0.00002 + 0.014 + 0.0005
 # basic tier: harbor-clinic + meadow-clinic = 0.00092115 + 0.00029325
 EXPECTED_TENANTS = {
     "harbor-clinic": (3, 558, 483, 3, 3, Decimal("0.00092115")),
     "meadow-clinic": (1, 143, 112, 1, 1, Decimal("0.00029325")),
-    "st-anne-hospital": (2, 774, 420, 4, 2, Decimal("0.0008881")),
+    "st-anne-hospital": (2, 784, 420, 4, 2, Decimal("0.0148896")),
 }
 EXPECTED_TIERS = {
     "basic": (4, 701, 595, 4, 4, Decimal("0.0012144")),
-    "premium": (2, 774, 420, 4, 2, Decimal("0.0008881")),
+    "premium": (2, 784, 420, 4, 2, Decimal("0.0148896")),
 }
 
 
@@ -133,6 +136,15 @@ def test_demo_tier_totals_exact(demo_stack: LocalStack, demo_result: DemoResult,
     total = summary(demo_result.tiers[tier])
     assert total[:5] == tuple(counts)
     assert total[5] == cost + runtime_cost
+
+
+def test_demo_web_search_breakdown_exact(demo_result: DemoResult) -> None:
+    tools = demo_result.tenants["st-anne-hospital"]["tool"]
+    # 2 web search calls, each 0.000005 for the Gateway call and 0.007 for its query.
+    assert tools["web_search"]["tool_calls"] == Decimal(2)
+    assert tools["web_search"]["cost_usd"] == Decimal("0.01401")
+    assert tools["document_search"]["tool_calls"] == Decimal(2)
+    assert tools["document_search"]["cost_usd"] == Decimal("0.00001")
 
 
 @pytest.mark.parametrize("tenant_id", sorted(EXPECTED_TENANTS))

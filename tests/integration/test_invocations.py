@@ -100,9 +100,11 @@ def test_usage_reaches_tenant_and_tier_totals(
     output_tokens = sum(r["usage"]["outputTokens"] for r in responses)
     expected_cost = model_cost(TIERS["premium"].model_id, input_tokens, output_tokens)
     # Premium offers both tools; the stand-in model calls each once per request, and each
-    # allowed Gateway call costs 0.005 USD per thousand.
+    # allowed Gateway call costs 0.005 USD per thousand. Each web search call also runs one
+    # query at 7.00 USD per thousand.
     tool_calls = 2 * len(responses)
     expected_cost += Decimal(tool_calls) * Decimal("0.005") / 1000
+    expected_cost += len(responses) * Decimal("7.00") / 1000
     # The agent stores each answered turn as one AgentCore Memory event, 0.25 USD per thousand.
     expected_cost += len(responses) * memory_event_cost()
     usage = operations.tenant_month(target, tenant_id, month_now())

@@ -37,8 +37,8 @@ def catalog_from_cases(test_catalog: dict[str, Any]) -> PriceCatalog:
 
     The fixture keys models by id and AgentCore resources as `agentcore.<resource>`, with one
     entry or a list of dated entries each. It omits `source` and `source_date`, which the
-    catalog requires, so test values fill them. Memory prices, which no case uses, come from
-    the shipped catalog.
+    catalog requires, so test values fill them. Memory and web search prices, which no case
+    uses, come from the shipped catalog.
     """
     shipped = json.loads(DEFAULT_CATALOG_PATH.read_text(encoding="utf-8"))
     data: dict[str, Any] = {
@@ -48,6 +48,7 @@ def catalog_from_cases(test_catalog: dict[str, Any]) -> PriceCatalog:
         "runtime": [],
         "gateway": [],
         "memory": shipped["memory"],
+        "web_search": shipped["web_search"],
     }
     for item, value in test_catalog.items():
         entries = [
@@ -110,16 +111,22 @@ def memory_usage(events: int, *, event_time: datetime = EVENT_TIME) -> MemoryUsa
     )
 
 
-def tool_invoked(decision: str = "allowed", index: int = 0) -> ToolInvoked:
+def tool_invoked(
+    decision: str = "allowed",
+    index: int = 0,
+    *,
+    tool: str = "document_search",
+    event_time: datetime = EVENT_TIME,
+) -> ToolInvoked:
     return ToolInvoked.model_validate(
         {
             "event_id": stable_event_id("req-1", "tool", index),
-            "event_time": EVENT_TIME,
+            "event_time": event_time,
             "tenant_id": TENANT,
             "tier": TIER,
             "user_id": "user-a",
             "request_id": "req-1",
-            "tool": "document_search",
+            "tool": tool,
             "decision": decision,
         }
     )

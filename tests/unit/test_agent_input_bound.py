@@ -138,7 +138,7 @@ def test_long_session_costs_at_most_reserved(bedrock: Any) -> None:
     actual = rate_event(event, default_catalog()).amount_usd
     # 4 calls x (48 + 8,000) input tokens and 4 x 4,096 output tokens at $0.15 per million,
     # 12 tool calls at $0.005 per thousand, 1 Memory event at $0.25 per thousand.
-    reserved = WorstCase().cost(PROMPT, default_catalog(), TIER.model_id, now)
+    reserved = WorstCase().cost(PROMPT, default_catalog(), TIER, now)
     assert reserved == Decimal("0.0072864") + Decimal("0.00006") + Decimal("0.00025")
     # 4,358 input and 158 output tokens at $0.15 per million.
     assert actual == Decimal("0.0006774")

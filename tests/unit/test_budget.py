@@ -27,6 +27,7 @@ from agentpool.budget import (
 from agentpool.ledger import Ledger
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
+from agentpool.tiers import TIERS
 from agentpool.usage import TokenUsage
 from agentpool_dev.moto_atomic import serialize_dynamodb_writes
 from tests.unit.pricing_support import (
@@ -219,9 +220,41 @@ def test_worst_case_cost_bound() -> None:
     assert bound.input_tokens(prompt) == 2 * (6 + 1000)
     assert bound.output_tokens() == 1000
     # Tokens at $0.15 per million in and out, 3 tool calls at $0.005 and 1 Memory event at
-    # $0.25 per thousand.
-    cost = bound.cost(prompt, default_catalog(), MODEL_ID, datetime.now(UTC))
+    # $0.25 per thousand. The basic tier has no web search, so no query is in the bound.
+    cost = bound.cost(prompt, default_catalog(), TIERS["basic"], datetime.now(UTC))
     assert cost == Decimal("0.0004518") + Decimal("0.000015") + Decimal("0.00025")
+
+
+def test_worst_case_premium_includes_web_search() -> None:
+    bound = WorstCase(
+        max_model_calls=2,
+        context_bytes=1000,
+        max_output_tokens=500,
+        max_tool_calls=3,
+        max_memory_events=1,
+    )
+    # 2,012 input tokens at $0.15 and 1,000 output tokens at $0.60 per million: 0.0009018.
+    # 3 tool calls at $0.005 per thousand, and as many web search queries at $7.00 per
+    # thousand: 0.000015 + 0.021. 1 Memory event at $0.25 per thousand: 0.00025.
+    cost = bound.cost("héllo", default_catalog(), TIERS["premium"], datetime.now(UTC))
+    assert cost == Decimal("0.0221668")
+
+
+def test_default_worst_case_premium_exact() -> None:
+    # 4 x (3 + 8,000) input tokens at $0.15 and 4 x 4,096 output tokens at $0.60 per million:
+    # 0.0048018 + 0.0098304. 12 tool calls at $0.005 and 12 web search queries at $7.00 per
+    # thousand: 0.00006 + 0.084. 1 Memory event at $0.25 per thousand: 0.00025.
+    cost = WorstCase().cost("abc", default_catalog(), TIERS["premium"], datetime.now(UTC))
+    assert cost == Decimal("0.0989422")
+
+
+def test_worst_case_without_web_search_price() -> None:
+    # The shipped catalog prices web search queries from 2026-11-10 only. Before that, a web
+    # search call is recorded unpriced at 0, so the bound adds nothing for its query.
+    # 0.0048018 + 0.0098304 for tokens, 0.000015 for 3 tool calls, 0.00025 for Memory.
+    before = datetime(2026, 3, 14, tzinfo=UTC)
+    cost = WorstCase(max_tool_calls=3).cost("abc", default_catalog(), TIERS["premium"], before)
+    assert cost == Decimal("0.0148972")
 
 
 def test_default_worst_case_is_agent_contract() -> None:

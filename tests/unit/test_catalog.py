@@ -48,6 +48,7 @@ def catalog_data() -> dict[str, Any]:
         ],
         "gateway": [dated("2026-01-01T00:00:00Z", usd_per_thousand_invocations="0.005")],
         "memory": [dated("2026-01-01T00:00:00Z", usd_per_thousand_events="0.25")],
+        "web_search": [dated("2026-11-10T00:00:00Z", usd_per_thousand_queries="7.00")],
     }
 
 
@@ -68,6 +69,25 @@ def test_shipped_catalog_prices_are_strings() -> None:
     # Reading numbers as floats here would hide a price written as a JSON number.
     data = json.loads(raw, parse_float=lambda text: pytest.fail(f"float price {text}"))
     assert data["currency"] == "USD"
+
+
+def test_shipped_catalog_web_search_price() -> None:
+    price = default_catalog().web_search_price(datetime(2026, 11, 10, tzinfo=UTC))
+    assert price.usd_per_thousand_queries == Decimal("7.00")
+    assert price.source_date == "2026-11-10"
+
+
+def test_web_search_before_price_unpriced() -> None:
+    catalog = PriceCatalog(catalog_data())
+    with pytest.raises(UnpricedError, match=r"agentcore\.web_search has no price effective"):
+        catalog.web_search_price(datetime(2026, 11, 9, 23, 59, 59, tzinfo=UTC))
+
+
+def test_catalog_requires_web_search_prices() -> None:
+    data = catalog_data()
+    del data["web_search"]
+    with pytest.raises(ValidationError, match="web_search"):
+        PriceCatalog(data)
 
 
 def test_selection_start_is_inclusive() -> None:

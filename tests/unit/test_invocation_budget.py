@@ -37,7 +37,7 @@ CALLER = CallerIdentity(tenant_id=TENANT, user_id="u-1", claimed_tier="basic")
 
 
 def worst_case_usd() -> Decimal:
-    return WorstCase().cost(PROMPT, default_catalog(), TIERS["basic"].model_id, datetime.now(UTC))
+    return WorstCase().cost(PROMPT, default_catalog(), TIERS["basic"], datetime.now(UTC))
 
 
 class FakeRegistry:

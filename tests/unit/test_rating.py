@@ -27,6 +27,8 @@ from tests.unit.pricing_support import (
 )
 
 BASIC_MODEL = "mistral.ministral-3-8b-instruct"
+# After the shipped catalog's first web search price, effective from 2026-11-10.
+AFTER_WEB_SEARCH_PRICE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -106,6 +108,76 @@ def test_denied_tool_call_costs_nothing() -> None:
     assert rated.priced is True
     assert rated.amount_usd == Decimal(0)
     assert rated.quantities == {"invocations": Decimal(1)}
+
+
+def test_document_search_call_priced_per_invocation() -> None:
+    rated = rate_event(tool_invoked(event_time=AFTER_WEB_SEARCH_PRICE), default_catalog())
+    assert_exact_decimals(rated)
+    assert rated.amount_usd == Decimal("0.000005")
+    assert rated.quantities == {"invocations": Decimal(1)}
+    assert rated.unit_prices == {"per_thousand": Decimal("0.005")}
+
+
+def test_web_search_call_adds_query_price() -> None:
+    event = tool_invoked(tool="web_search", event_time=AFTER_WEB_SEARCH_PRICE)
+    rated = rate_event(event, default_catalog())
+    assert_exact_decimals(rated)
+    assert rated.priced is True
+    # One Gateway invocation at $0.005 and one query at $7.00 per thousand.
+    assert rated.amount_usd == Decimal("0.007005")
+    assert rated.quantities == {"invocations": Decimal(1), "queries": Decimal(1)}
+    assert rated.unit_prices == {
+        "per_thousand": Decimal("0.005"),
+        "queries_per_thousand": Decimal("7.00"),
+    }
+    assert rated.catalog_version == default_catalog().version
+    assert rated.item == "web_search"
+
+
+def test_denied_web_search_costs_nothing() -> None:
+    event = tool_invoked("denied", tool="web_search", event_time=AFTER_WEB_SEARCH_PRICE)
+    rated = rate_event(event, default_catalog())
+    assert rated.priced is True
+    assert rated.amount_usd == Decimal(0)
+    assert rated.quantities == {"invocations": Decimal(1)}
+    assert rated.unit_prices == {}
+
+
+def test_web_search_before_price_unpriced() -> None:
+    # The shipped catalog prices web search queries from 2026-11-10, after this March event.
+    rated = rate_event(tool_invoked(tool="web_search"), default_catalog())
+    assert rated.priced is False
+    assert rated.amount_usd == Decimal(0)
+    assert rated.unpriced_reason is not None
+    assert "agentcore.web_search" in rated.unpriced_reason
+    assert rated.unit_prices == {}
+    assert rated.quantities == {"invocations": Decimal(1), "queries": Decimal(1)}
+
+
+def test_unpriced_web_search_recorded_and_counted(stack: LedgerStack) -> None:
+    rated = rate_event(tool_invoked(tool="web_search"), default_catalog())
+    result = stack.ledger.record([rated])
+    assert result.recorded == [rated.event.event_id]
+    [entry] = stack.ledger_entries()
+    assert entry["priced"] is False
+    assert entry["amount_usd"] == Decimal(0)
+    assert "agentcore.web_search" in entry["unpriced_reason"]
+    assert stack.counter(TENANT, "month#2026-03", "unpriced_events") == Decimal(1)
+    assert stack.counter(TENANT, "month#2026-03", "tool_calls") == Decimal(1)
+
+
+def test_web_search_ledger_entry_exact(stack: LedgerStack) -> None:
+    event = tool_invoked(tool="web_search", event_time=AFTER_WEB_SEARCH_PRICE)
+    stack.ledger.record([rate_event(event, default_catalog())])
+    [entry] = stack.ledger_entries()
+    assert entry["amount_usd"] == Decimal("0.007005")
+    assert entry["unit_prices"] == {
+        "per_thousand": Decimal("0.005"),
+        "queries_per_thousand": Decimal("7"),
+    }
+    assert entry["catalog_version"] == default_catalog().version
+    assert stack.counter(TENANT, "month#2026-12", "cost_usd") == Decimal("0.007005")
+    assert stack.counter(TENANT, "month#2026-12#tool#web_search", "cost_usd") == Decimal("0.007005")
 
 
 def test_invocation_completed_costs_nothing() -> None:

@@ -353,3 +353,25 @@ def test_every_log_group_expires_and_uses_key(resources: dict[str, Any]) -> None
         assert log_group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, (
             log_group_id
         )
+
+
+# ---------------------------------------------------------------------------- web search
+
+
+def test_web_search_id_defaults_to_managed_tool() -> None:
+    template = load(str(TEMPLATE_PATH))
+    assert template["Parameters"]["WebSearchId"]["Default"] == "web-search.v1"
+
+
+def test_web_search_function_gets_web_search_id(resources: dict[str, Any]) -> None:
+    variables = resources["WebSearchFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["WEB_SEARCH_ID"] == {"Ref": "WebSearchId"}
+
+
+def test_web_search_role_grants_managed_tool(resources: dict[str, Any]) -> None:
+    role = resources[_function_role_id(resources, "WebSearchFunction")]
+    statement = _statement(role, "InvokeWebSearch")
+    assert statement["Action"] == "bedrock-agentcore:InvokeWebSearch"
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:bedrock-agentcore:${AWS::Region}:aws:tool/${WebSearchId}"
+    }

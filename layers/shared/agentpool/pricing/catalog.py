@@ -88,6 +88,10 @@ class MemoryPrice(_Dated):
     usd_per_thousand_events: Price
 
 
+class WebSearchPrice(_Dated):
+    usd_per_thousand_queries: Price
+
+
 DatedT = TypeVar("DatedT", bound=_Dated)
 
 
@@ -123,10 +127,11 @@ class _CatalogFile(BaseModel):
     runtime: list[RuntimePrice]
     gateway: list[GatewayPrice]
     memory: list[MemoryPrice]
+    web_search: list[WebSearchPrice]
 
 
 class PriceCatalog:
-    """Effective-dated prices for models, AgentCore Runtime, Gateway and Memory."""
+    """Effective-dated prices for models, AgentCore Runtime, Gateway, Memory and Web Search."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         parsed = _CatalogFile.model_validate(data)
@@ -137,6 +142,7 @@ class PriceCatalog:
         self._runtime = _Timeline("agentcore.runtime", parsed.runtime)
         self._gateway = _Timeline("agentcore.gateway", parsed.gateway)
         self._memory = _Timeline("agentcore.memory", parsed.memory)
+        self._web_search = _Timeline("agentcore.web_search", parsed.web_search)
 
     @classmethod
     def from_file(cls, path: Path = DEFAULT_CATALOG_PATH) -> PriceCatalog:
@@ -156,6 +162,9 @@ class PriceCatalog:
 
     def memory_price(self, when: datetime) -> MemoryPrice:
         return self._memory.at(when)
+
+    def web_search_price(self, when: datetime) -> WebSearchPrice:
+        return self._web_search.at(when)
 
     @property
     def model_ids(self) -> list[str]:

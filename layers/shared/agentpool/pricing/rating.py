@@ -22,12 +22,13 @@ from agentpool.pricing.catalog import (
     TokenPrices,
     UnpricedError,
 )
+from agentpool.tiers import Tool
 from agentpool.usage import TokenUsage
 
 ZERO = Decimal(0)
 # Ledger amounts are rounded half-even to 12 decimal places (a millionth of a microdollar).
-# Token, gateway and memory prices have at most 6 decimals per unit, so their amounts are
-# exact at this scale. Only runtime amounts, divided by 3,600 seconds, can be rounded.
+# Token, Gateway, Memory and web search prices have at most 6 decimals per unit, so their
+# amounts are exact at this scale. Only runtime amounts, divided by 3,600 seconds, can be rounded.
 AMOUNT_QUANTUM = Decimal("1e-12")
 
 
@@ -117,19 +118,33 @@ def _rate_model_usage(event: ModelUsage, catalog: PriceCatalog) -> RatedEvent:
 
 
 def _rate_tool(event: ToolInvoked, catalog: PriceCatalog) -> RatedEvent:
+    """Price one Gateway InvokeTool call, and for web search the one query that it runs.
+
+    An event is unpriced when either price is missing, because billing the Gateway part alone
+    would price the query at zero.
+    """
     quantities = {"invocations": Decimal(1)}
     if event.decision == "denied":
         # NOTE: a call that the policy denies is charged nothing here. Whether AgentCore
         # bills a denied InvokeTool call is not stated on its pricing page.
         return RatedEvent(event, event.tool, ZERO, catalog.version, quantities)
+    runs_query = event.tool == Tool.WEB_SEARCH
+    if runs_query:
+        # NOTE: the Gateway meters the decision before the web search function runs, so a
+        # call whose InvokeWebSearch request fails is still billed one query.
+        quantities["queries"] = Decimal(1)
     try:
-        price = catalog.gateway_price(event.event_time).usd_per_thousand_invocations
+        per_thousand = catalog.gateway_price(event.event_time).usd_per_thousand_invocations
+        unit_prices = {"per_thousand": per_thousand}
+        if runs_query:
+            unit_prices["queries_per_thousand"] = catalog.web_search_price(
+                event.event_time
+            ).usd_per_thousand_queries
     except UnpricedError as error:
         return RatedEvent(event, event.tool, ZERO, catalog.version, quantities, {}, str(error))
-    amount = quantize_amount(price / THOUSAND)
-    return RatedEvent(
-        event, event.tool, amount, catalog.version, quantities, {"per_thousand": price}
-    )
+    # One invocation, and for web search one query, each priced per thousand.
+    amount = quantize_amount(sum(unit_prices.values(), ZERO) / THOUSAND)
+    return RatedEvent(event, event.tool, amount, catalog.version, quantities, unit_prices)
 
 
 def _rate_runtime(event: RuntimeUsage, catalog: PriceCatalog) -> RatedEvent:
