@@ -63,6 +63,14 @@ def catalog_from_cases(test_catalog: dict[str, Any]) -> PriceCatalog:
     return PriceCatalog(data)
 
 
+def catalog_without_web_search() -> PriceCatalog:
+    """The shipped catalog whose only web search price takes effect in 2099, so that a query
+    before then is unpriced."""
+    shipped = json.loads(DEFAULT_CATALOG_PATH.read_text(encoding="utf-8"))
+    later = [{**entry, "effective_from": "2099-01-01T00:00:00Z"} for entry in shipped["web_search"]]
+    return PriceCatalog({**shipped, "web_search": later})
+
+
 def model_usage(
     usage: TokenUsage,
     model_id: str,

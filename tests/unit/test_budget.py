@@ -34,6 +34,7 @@ from tests.unit.pricing_support import (
     LEDGER_TABLE,
     TOTALS_TABLE,
     LedgerStack,
+    catalog_without_web_search,
     model_usage,
     set_fake_credentials,
 )
@@ -249,11 +250,12 @@ def test_default_worst_case_premium_exact() -> None:
 
 
 def test_worst_case_without_web_search_price() -> None:
-    # The shipped catalog prices web search queries from 2026-11-10 only. Before that, a web
-    # search call is recorded unpriced at 0, so the bound adds nothing for its query.
+    # Without a web search price, a web search call is recorded unpriced at 0, so the bound
+    # adds nothing for its query.
     # 0.0048018 + 0.0098304 for tokens, 0.000015 for 3 tool calls, 0.00025 for Memory.
-    before = datetime(2026, 3, 14, tzinfo=UTC)
-    cost = WorstCase(max_tool_calls=3).cost("abc", default_catalog(), TIERS["premium"], before)
+    when = datetime(2026, 3, 14, tzinfo=UTC)
+    catalog = catalog_without_web_search()
+    cost = WorstCase(max_tool_calls=3).cost("abc", catalog, TIERS["premium"], when)
     assert cost == Decimal("0.0148972")
 
 

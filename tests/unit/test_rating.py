@@ -19,6 +19,7 @@ from tests.unit.pricing_support import (
     TENANT,
     LedgerStack,
     assert_exact_decimals,
+    catalog_without_web_search,
     memory_usage,
     model_usage,
     runtime_usage,
@@ -27,7 +28,7 @@ from tests.unit.pricing_support import (
 )
 
 BASIC_MODEL = "mistral.ministral-3-8b-instruct"
-# After the shipped catalog's first web search price, effective from 2026-11-10.
+# A time at which the shipped catalog prices web search queries.
 AFTER_WEB_SEARCH_PRICE = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 
@@ -143,9 +144,8 @@ def test_denied_web_search_costs_nothing() -> None:
     assert rated.unit_prices == {}
 
 
-def test_web_search_before_price_unpriced() -> None:
-    # The shipped catalog prices web search queries from 2026-11-10, after this March event.
-    rated = rate_event(tool_invoked(tool="web_search"), default_catalog())
+def test_web_search_without_price_unpriced() -> None:
+    rated = rate_event(tool_invoked(tool="web_search"), catalog_without_web_search())
     assert rated.priced is False
     assert rated.amount_usd == Decimal(0)
     assert rated.unpriced_reason is not None
@@ -155,7 +155,7 @@ def test_web_search_before_price_unpriced() -> None:
 
 
 def test_unpriced_web_search_recorded_and_counted(stack: LedgerStack) -> None:
-    rated = rate_event(tool_invoked(tool="web_search"), default_catalog())
+    rated = rate_event(tool_invoked(tool="web_search"), catalog_without_web_search())
     result = stack.ledger.record([rated])
     assert result.recorded == [rated.event.event_id]
     [entry] = stack.ledger_entries()
