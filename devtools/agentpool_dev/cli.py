@@ -48,6 +48,11 @@ def _month(value: str | None) -> str:
     return value
 
 
+def counted(count: int, noun: str) -> str:
+    """Return `count` and `noun`, with the noun plural unless the count is one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _target(args: argparse.Namespace) -> operations.Target:
     if args.stack:
         return operations.deployed_target(args.stack, args.region)
@@ -119,6 +124,15 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
 def cmd_tenants_status(args: argparse.Namespace) -> int:
     operations.set_tenant_status(_target(args), args.id, args.status)
     console.print(f"Tenant {args.id} is now {args.status}.")
+    return 0
+
+
+def cmd_tenants_set_tier(args: argparse.Namespace) -> int:
+    before = operations.set_tenant_tier(_target(args), args.id, args.tier)
+    console.print(
+        f"Tenant {args.id} moved from {before.tier} to {args.tier}; its next request and tool "
+        "call use the new tier."
+    )
     return 0
 
 
@@ -215,7 +229,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             draft=args.draft,
         )
     console.print(
-        f"Wrote {len(result.reports)} tenant reports for {month} "
+        f"Wrote {counted(len(result.reports), 'tenant report')} for {month} "
         f"(total {result.total_usd.normalize():f} USD, reconciled with the ledger) in "
         f"{result.seconds:.2f} s with {result.read_requests} DynamoDB reads of "
         f"{result.items_read} items."
@@ -240,7 +254,8 @@ def cmd_events_publish(args: argparse.Namespace) -> int:
     if parsed.errors:
         for error in parsed.errors:
             errors.print(f"{path}:{error.line}: {error.reason}", markup=False, highlight=False)
-        errors.print(f"[red]error:[/] {len(parsed.errors)} invalid lines; published nothing.")
+        invalid = counted(len(parsed.errors), "invalid line")
+        errors.print(f"[red]error:[/] {invalid}; published nothing.")
         return 1
     with Progress(console=console) as progress:
         task = progress.add_task("Publishing events", total=len(parsed.events))
@@ -253,7 +268,8 @@ def cmd_events_publish(args: argparse.Namespace) -> int:
                 f"{error}. Publish the file again: the ledger records each event id once."
             ) from error
     console.print(
-        f"Published {len(parsed.events)} events ({parsed.distinct_events} distinct ids) "
+        f"Published {counted(len(parsed.events), 'event')} "
+        f"({counted(parsed.distinct_events, 'distinct id')}) "
         f"to {target.outputs['EventBusName']}."
     )
     return 0
@@ -311,8 +327,8 @@ def cmd_runtime_usage_ingest(args: argparse.Namespace) -> int:
     for number, reason in batch.rejected:
         errors.print(f"{path}:{number}: {reason}", markup=False, highlight=False)
     console.print(
-        f"Published {len(batch.events)} Runtime Usage events. {len(batch.rejected)} records "
-        "were not billable."
+        f"Published {counted(len(batch.events), 'Runtime Usage event')}. "
+        f"Not billable: {counted(len(batch.rejected), 'record')}."
     )
     return 1 if batch.rejected else 0
 
@@ -320,9 +336,10 @@ def cmd_runtime_usage_ingest(args: argparse.Namespace) -> int:
 def cmd_runtime_usage_replay(args: argparse.Namespace) -> int:
     result = runtime_usage.replay_dead_letters(_target(args))
     console.print(
-        f"Replayed {result.messages_replayed} dead-letter messages and published "
-        f"{result.events_published} Runtime Usage events. {result.messages_kept} messages "
-        f"stay on the queue ({result.records_rejected} records still not billable)."
+        f"Replayed {counted(result.messages_replayed, 'dead-letter message')} and published "
+        f"{counted(result.events_published, 'Runtime Usage event')}. "
+        f"Still on the queue: {counted(result.messages_kept, 'message')} "
+        f"({counted(result.records_rejected, 'record')} not billable)."
     )
     return 1 if result.messages_kept else 0
 
@@ -383,6 +400,10 @@ def _add_onboarding_commands(commands: Any, tenants: Any) -> None:
         status_parser = tenants.add_parser(command, help=text)
         status_parser.add_argument("--id", required=True)
         status_parser.set_defaults(func=cmd_tenants_status, status=status)
+    set_tier = tenants.add_parser("set-tier", help="move a tenant to another tier at once")
+    set_tier.add_argument("--id", required=True)
+    set_tier.add_argument("--tier", required=True, choices=sorted(TIERS))
+    set_tier.set_defaults(func=cmd_tenants_set_tier)
 
     documents = commands.add_parser("documents", help="tenant documents").add_subparsers(
         dest="documents_command", required=True

@@ -250,6 +250,20 @@ def set_tenant_status(
     registry.set_status(tenant_id, status)
 
 
+def set_tenant_tier(target: Target, tenant_id: str, tier: str) -> Tenant:
+    """Move a tenant to `tier`: its next request and tool call use the new tier."""
+    if tier not in TIERS:
+        raise OperatorError(f"Unknown tier {tier!r}; choose one of {', '.join(TIERS)}.")
+    registry = TenantRegistry(target.table("TenantsTableName"))
+    tenant = registry.get(tenant_id)
+    if tenant is None:
+        raise OperatorError(
+            f"Tenant {tenant_id} is not registered; check `agentpool tenants list`."
+        )
+    registry.set_tier(tenant_id, tier)
+    return tenant
+
+
 MAX_DOCUMENT_UPLOAD_BYTES = 1024 * 1024
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.documents import InvalidDocumentNameError, get_document, search_documents
 from agentpool.observability import function_logger
 from agentpool.registry import TenantRegistry
-from agentpool.tools import SearchToolInput
+from agentpool.tiers import Tool
+from agentpool.tools import DocumentSearchInput, input_error
 from agentpool.tvm import TenantScope, TokenVendingMachine
 
 logger = function_logger()
@@ -30,11 +30,6 @@ class Settings(BaseSettings):
     tenant_access_role_arn: str
 
 
-class SearchInput(SearchToolInput):
-    # The name of one document to return whole instead of searching.
-    document: str | None = Field(default=None, max_length=128)
-
-
 settings = Settings()
 registry = TenantRegistry(boto3.resource("dynamodb").Table(settings.tenants_table))
 vending_machine = TokenVendingMachine(settings.tenant_access_role_arn)
@@ -42,11 +37,11 @@ vending_machine = TokenVendingMachine(settings.tenant_access_role_arn)
 
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        search = SearchInput.model_validate(event)
-    except ValidationError as error:
-        logger.info("invalid tool input", extra={"errors": error.error_count()})
-        return {"error": "invalid input: query, tenant_id and user_id are required"}
+    problem = input_error(Tool.DOCUMENT_SEARCH, event)
+    if problem is not None:
+        logger.info("invalid tool input", extra={"problem": problem})
+        return {"error": problem}
+    search = DocumentSearchInput.model_validate(event)
     tenant = registry.get(search.tenant_id)
     if tenant is None or tenant.status != "active":
         logger.info("tenant not active", extra={"tenant_id": search.tenant_id})

@@ -7,7 +7,8 @@ AgentCore Gateway calls this function before each request reaches a tool target.
 2. sets the call's `tier` argument to the tenant's tier in the tenant registry, replacing what
    the caller sent (agentpool.tool_policy), so an upgrade, a downgrade or a suspension applies
    to the next call;
-3. evaluates agentpool's Cedar tool policy on that call;
+3. evaluates agentpool's Cedar tool policy on that call, and checks the arguments against the
+   tool's input model, so a call that the tool would reject is denied here and costs nothing;
 4. publishes one Tool Invoked event for the decision, allowed or denied;
 5. returns the call with the registry's tier when allowed, or a policy denial as the Gateway's
    response.
@@ -42,12 +43,15 @@ from agentpool.registry import TenantRegistry
 from agentpool.tokens import CognitoJwtVerifier, TokenError
 from agentpool.tool_metering import tool_event
 from agentpool.tool_policy import ToolPolicy, denial_text, with_registry_tier
+from agentpool.tools import input_error, tool_for_mcp_name
 
 logger = function_logger()
 
 OUTPUT_VERSION = "1.0"
 # JSON-RPC error code of a request whose token this function does not accept.
 UNAUTHORIZED = -32001
+# JSON-RPC 2.0's error code of invalid method parameters.
+INVALID_PARAMS = -32602
 
 
 class Settings(BaseSettings):
@@ -123,7 +127,14 @@ def _decide_call(
     arguments = with_registry_tier(arguments if isinstance(arguments, dict) else {}, tier)
 
     decision = policy.authorize(claims, mcp_name, arguments)
-    outcome: Literal["allowed", "denied"] = "allowed" if decision.allowed else "denied"
+    gateway_tool = tool_for_mcp_name(mcp_name)
+    # A call that the policy allows but whose arguments the tool would reject runs nothing,
+    # so it is denied here and costs nothing.
+    problem = (
+        input_error(gateway_tool.tool, arguments) if decision.allowed and gateway_tool else None
+    )
+    allowed = decision.allowed and problem is None
+    outcome: Literal["allowed", "denied"] = "allowed" if allowed else "denied"
     tenant_id = claims.get(TENANT_CLAIM)
     metering = tool_event(
         request_id=request_id,
@@ -141,14 +152,18 @@ def _decide_call(
             "tenant_id": metering.tenant_id if metering else None,
             "tool": metering.tool if metering else None,
             "decision": outcome,
-            "reason": decision.reason,
+            "reason": problem or decision.reason,
         },
     )
     _meter(metering)
 
-    if decision.allowed:
+    if allowed:
         return _pass_through({**body, "params": {**params, "arguments": arguments}})
-    result = {"content": [{"type": "text", "text": denial_text(decision.reason)}], "isError": True}
+    if problem is not None:
+        error = {"code": INVALID_PARAMS, "message": problem}
+        return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "error": error})
+    content = [{"type": "text", "text": denial_text(decision.reason)}]
+    result = {"content": content, "isError": True}
     return _respond(200, {"jsonrpc": "2.0", "id": rpc_id, "result": result})
 
 

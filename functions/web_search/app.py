@@ -7,11 +7,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentpool.observability import function_logger
-from agentpool.tools import SearchToolInput
+from agentpool.tiers import Tool
+from agentpool.tools import SearchToolInput, input_error
 
 logger = function_logger()
 
@@ -28,11 +28,11 @@ agentcore = boto3.client("bedrock-agentcore")
 
 @logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        search = SearchToolInput.model_validate(event)
-    except ValidationError as error:
-        logger.info("invalid tool input", extra={"errors": error.error_count()})
-        return {"error": "invalid input: query, tenant_id and user_id are required"}
+    problem = input_error(Tool.WEB_SEARCH, event)
+    if problem is not None:
+        logger.info("invalid tool input", extra={"problem": problem})
+        return {"error": problem}
+    search = SearchToolInput.model_validate(event)
     try:
         response = agentcore.invoke_web_search(
             webSearchId=settings.web_search_id,

@@ -232,6 +232,6 @@ def test_backfill_rejects_unbillable_event(
 
     assert published.returncode == 1, case
     assert f"{path}:3: event {details[2]['event_id']}: {reason}" in published.stderr, case
-    assert "1 invalid lines; published nothing" in published.stderr, case
+    assert "1 invalid line; published nothing" in published.stderr, case
     assert ledger_entries(target, tenant_id) == [], case
     assert ledger_entries(target, "no-such-tenant") == [], case

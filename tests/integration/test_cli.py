@@ -129,6 +129,29 @@ def test_cli_suspends_and_activates_tenant(state_file: Path) -> None:
     assert json.loads(accepted.stdout)["tier"] == "basic"
 
 
+def test_cli_sets_tier_for_next_request(state_file: Path) -> None:
+    tenant = f"tier-{uuid.uuid4().hex[:8]}"
+    email = f"user@{tenant}.example"
+    password = "Cli-test-password-1!"
+    agentpool(state_file, "tenants", "create", "--id", tenant, "--name", "x", "--tier", "basic")
+    agentpool(
+        state_file, "users", "create", "--tenant", tenant, "--email", email, "--password", password
+    )
+
+    upgraded = agentpool(state_file, "tenants", "set-tier", "--id", tenant, "--tier", "premium")
+    answer = agentpool(state_file, "invoke", "hello", "--email", email, "--password", password)
+    unknown = agentpool(state_file, "tenants", "set-tier", "--id", tenant, "--tier", "gold")
+    missing = agentpool(state_file, "tenants", "set-tier", "--id", "no-such", "--tier", "basic")
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "from basic to premium" in upgraded.stdout
+    assert json.loads(answer.stdout)["tier"] == "premium"
+    assert unknown.returncode == 2
+    assert "invalid choice: 'gold'" in unknown.stderr
+    assert missing.returncode == 1
+    assert "not registered" in missing.stderr
+
+
 def test_cli_uploads_documents_for_search(state_file: Path, tmp_path: Path) -> None:
     tenant = f"doc-{uuid.uuid4().hex[:8]}"
     email = f"user@{tenant}.example"

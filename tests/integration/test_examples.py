@@ -65,7 +65,7 @@ def test_examples_publish_and_ingest(
     assert published.returncode == 0, published.stderr
     assert "Published 6 events (6 distinct ids)" in published.stdout
     assert ingested.returncode == 0, ingested.stderr
-    assert "Published 3 Runtime Usage events. 0 records were not billable." in ingested.stdout
+    assert "Published 3 Runtime Usage events. Not billable: 0 records." in ingested.stdout
     entries = ledger_entries(target, tenant_id)
     assert {entry["event_id"] for entry in entries} == {event.event_id for event in events}
     assert len(entries) == 9

@@ -186,7 +186,7 @@ def test_replay_bills_dead_letter_once(
     entries = runtime_entries(delivering_target, tenant_id)
 
     assert replay.returncode == 0, replay.stderr
-    assert "Replayed 1 dead-letter messages and published 1 Runtime Usage events" in replay.stdout
+    assert "Replayed 1 dead-letter message and published 1 Runtime Usage event" in replay.stdout
     assert again.returncode == 0, again.stderr
     assert "Replayed 0 dead-letter messages" in again.stdout
     assert len(entries) == 1

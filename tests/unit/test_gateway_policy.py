@@ -374,6 +374,40 @@ def test_upgraded_tenant_gets_web_search_at_once(interceptor: ModuleType) -> Non
     assert events(interceptor) == [("clinic-up", "premium", "web_search", "allowed")]
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"query": ""}, "query"),
+        ({"max_results": 10_000}, "max_results"),
+        ({"max_results": -1}, "max_results"),
+        ({"query": "q" * 200_000}, "query"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_arguments_denied_unbilled(
+    interceptor: ModuleType, changes: dict[str, Any], field: str
+) -> None:
+    event = tool_call(WEB_SEARCH, "token-premium", **changes)
+
+    output = interceptor.lambda_handler(event, FakeContext())
+
+    error = output["mcp"]["transformedGatewayResponse"]["body"]["error"]
+    assert error["code"] == -32602
+    assert error["message"].startswith(f"Invalid {field}:")
+    assert events(interceptor) == [("hospital-b", "premium", "web_search", "denied")]
+
+
+def test_missing_query_denied_unbilled(interceptor: ModuleType) -> None:
+    event = tool_call(WEB_SEARCH, "token-premium")
+    del event["mcp"]["gatewayRequest"]["body"]["params"]["arguments"]["query"]
+
+    output = interceptor.lambda_handler(event, FakeContext())
+
+    error = output["mcp"]["transformedGatewayResponse"]["body"]["error"]
+    assert error["message"] == "Invalid query: Field required."
+    assert events(interceptor) == [("hospital-b", "premium", "web_search", "denied")]
+
+
 def test_basic_tenant_denied_web_search(interceptor: ModuleType) -> None:
     output = interceptor.lambda_handler(tool_call(WEB_SEARCH, "token-basic"), FakeContext())
 

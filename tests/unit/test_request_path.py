@@ -18,6 +18,7 @@ from agentpool.errors import (
 from agentpool.http import api_handler, require_json_body
 from agentpool.identity import identity_from_authorizer
 from agentpool.invocation import MAX_PROMPT_BYTES, parse_request
+from agentpool.registry import Tenant, TenantRegistry, UnknownTierError
 from agentpool.sessions import runtime_session_id, tenant_of_runtime_session
 from agentpool.tvm import REFRESH_MARGIN, TenantScope, TokenVendingMachine
 
@@ -212,3 +213,20 @@ def test_other_content_type_is_415(content_type: str) -> None:
         require_json_body({"headers": {"content-type": content_type}})
 
     assert caught.value.status == 415
+
+
+def test_registry_rejects_unknown_tier() -> None:
+    class NoWrites:
+        def put_item(self, **_: Any) -> None:
+            raise AssertionError("an unknown tier must not be written")
+
+        def update_item(self, **_: Any) -> None:
+            raise AssertionError("an unknown tier must not be written")
+
+    registry = TenantRegistry(NoWrites())
+    tenant = Tenant(tenant_id="clinic-a", name="Clinic A", tier="gold", status="active")
+
+    with pytest.raises(UnknownTierError, match="gold"):
+        registry.create(tenant)
+    with pytest.raises(UnknownTierError, match="gold"):
+        registry.set_tier("clinic-a", "gold")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class AgentpoolError(Exception):
     """Base error: `code` is the machine-readable error code sent to clients."""
@@ -53,3 +55,11 @@ class UpstreamError(AgentpoolError):
 
     status = 502
     code = "upstream_failed"
+
+
+def first_problem(error: ValidationError) -> str:
+    """Return `Invalid <field>: <reason>.` for the first error of a pydantic validation."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+    return f"Invalid {field}: {message}."

@@ -31,6 +31,7 @@ from agentpool.errors import (
     InvalidRequestError,
     ThrottledError,
     UpstreamError,
+    first_problem,
 )
 from agentpool.events import (
     InvocationCompleted,
@@ -94,10 +95,7 @@ def parse_request(body: str | None) -> InvocationRequest:
     try:
         return InvocationRequest.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise InvalidRequestError(f"Invalid {field}: {message}.") from error
+        raise InvalidRequestError(first_problem(error)) from error
 
 
 @dataclass
@@ -168,7 +166,11 @@ class InvocationService:
             raise ForbiddenError("The tenant is not registered or not active.")
         # The registry's tier is authoritative: a token whose tier claim disagrees never gets
         # more than the tenant's current tier.
-        tier = TIERS[tenant.tier]
+        tier = TIERS.get(tenant.tier)
+        if tier is None:
+            # The registry rejects unknown tiers, so only a tier removed from tiers.py gets here.
+            logger.error("tenant tier not configured", extra={"tenant_id": tenant.tenant_id})
+            raise ForbiddenError("The tenant's tier is not available; contact the platform team.")
         scope = TenantScope(tenant.tenant_id, tier.name, caller.user_id)
         # Before any session or agent work, so that a rejected request costs nothing.
         admission = self._admission.admit(tenant.tenant_id, tier)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentpool.errors import AgentpoolError
 from agentpool.identity import TENANT_ID_PATTERN
+from agentpool.tiers import TIERS
 
 
 class Tenant(BaseModel):
@@ -32,6 +33,16 @@ class TenantExistsError(AgentpoolError):
     code = "tenant_exists"
 
 
+class UnknownTierError(AgentpoolError):
+    status = 400
+    code = "unknown_tier"
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in TIERS:
+        raise UnknownTierError(f"Unknown tier {tier!r}; choose one of {', '.join(TIERS)}.")
+
+
 class TenantRegistry:
     def __init__(self, table: Any) -> None:
         """`table` is a boto3 DynamoDB Table resource for the tenants table."""
@@ -42,6 +53,8 @@ class TenantRegistry:
         return Tenant.model_validate(item) if item else None
 
     def create(self, tenant: Tenant) -> None:
+        """Register `tenant`; raise UnknownTierError or TenantExistsError."""
+        _check_tier(tenant.tier)
         try:
             self._table.put_item(
                 Item=tenant.model_dump(), ConditionExpression="attribute_not_exists(tenant_id)"
@@ -61,6 +74,8 @@ class TenantRegistry:
         )
 
     def set_tier(self, tenant_id: str, tier: str) -> None:
+        """Move a registered tenant to `tier`, from its next request and tool call on."""
+        _check_tier(tier)
         self._table.update_item(
             Key={"tenant_id": tenant_id},
             UpdateExpression="SET tier = :t",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentpool.errors import first_problem
 from agentpool.identity import TENANT_ID_PATTERN
 from agentpool.tiers import Tool
 
@@ -112,3 +113,24 @@ class SearchToolInput(BaseModel):
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
     user_id: str = Field(min_length=1, max_length=128)
     tier: str | None = None
+
+
+class DocumentSearchInput(SearchToolInput):
+    """Arguments of the document search tool: a search, or one document to return whole."""
+
+    document: str | None = Field(default=None, max_length=128)
+
+
+TOOL_INPUTS: dict[Tool, type[SearchToolInput]] = {
+    Tool.DOCUMENT_SEARCH: DocumentSearchInput,
+    Tool.WEB_SEARCH: SearchToolInput,
+}
+
+
+def input_error(tool: Tool, arguments: Any) -> str | None:
+    """Return why `arguments` are invalid for `tool`, naming the first field, or None."""
+    try:
+        TOOL_INPUTS[tool].model_validate(arguments)
+    except ValidationError as error:
+        return first_problem(error)
+    return None
