@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from agentpool.admission import Admission
-from agentpool.agent_contract import AgentResponse
+from agentpool.agent_contract import AgentResponse, ToolCallRecord
 from agentpool.budget import BudgetExceededError, WorstCase, current_month
 from agentpool.events import MeteringEvent
 from agentpool.http import error_response
@@ -24,7 +24,7 @@ from agentpool.invocation import InvocationRequest, InvocationService
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import rate_event
 from agentpool.registry import Tenant
-from agentpool.tiers import TIERS
+from agentpool.tiers import TIERS, Tool
 from agentpool_dev.moto_atomic import serialize_dynamodb_writes
 from tests.unit.dynamo_tables import create_table
 from tests.unit.pricing_support import TOTALS_TABLE, LedgerStack, set_fake_credentials
@@ -65,9 +65,15 @@ class MotoVendingMachine:
 class FakeRuntime:
     """Answers every request, after `gate` opens when one is given."""
 
-    def __init__(self, gate: threading.Event | None = None, fail: bool = False) -> None:
+    def __init__(
+        self,
+        gate: threading.Event | None = None,
+        fail: bool = False,
+        tool_calls: tuple[ToolCallRecord, ...] = (),
+    ) -> None:
         self.gate = gate
         self.fail = fail
+        self.tool_calls = tool_calls
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -83,6 +89,7 @@ class FakeRuntime:
             model_id=request.model_id,
             usage={"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
             model_calls=1,
+            tool_calls=self.tool_calls,
         )
 
 
@@ -187,7 +194,28 @@ def test_request_within_budget_holds_actual_cost(stack: LedgerStack) -> None:
     assert month_counter(stack, "held_usd") == 0
 
 
-def test_failed_agent_call_releases_reservation(stack: LedgerStack) -> None:
+def test_tool_calls_held_until_hold_expires(stack: LedgerStack) -> None:
+    calls = (
+        ToolCallRecord(tool=Tool.DOCUMENT_SEARCH, decision="allowed"),
+        ToolCallRecord(tool=Tool.DOCUMENT_SEARCH, decision="allowed"),
+        ToolCallRecord(tool=Tool.DOCUMENT_SEARCH, decision="denied"),
+    )
+    runtime, publisher = FakeRuntime(tool_calls=calls), FakePublisher()
+
+    build(stack, runtime, publisher).invoke(CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t")
+
+    # Tokens as above, plus 2 allowed Gateway calls at $0.005 per thousand: 0.00001.
+    tokens, tools = Decimal("0.00000225"), Decimal("0.00001")
+    assert month_counter(stack, "committed_usd") == tokens + tools
+    rated = [rate_event(event, default_catalog()) for event in publisher.events]
+    stack.ledger.record(rated)
+    # The Gateway's tool events carry other request ids, so the tool part stays held.
+    assert month_counter(stack, "held_usd") == tools
+    assert month_counter(stack, "committed_usd") == tokens + tools
+    assert reservation_states(stack) == ["held"]
+
+
+def test_failed_agent_call_holds_only_worst_tool_calls(stack: LedgerStack) -> None:
     runtime, publisher = FakeRuntime(fail=True), FakePublisher()
 
     with pytest.raises(RuntimeError):
@@ -195,8 +223,11 @@ def test_failed_agent_call_releases_reservation(stack: LedgerStack) -> None:
             CALLER, InvocationRequest(prompt=PROMPT), "r-1", "t"
         )
 
-    assert reservation_states(stack) == ["settled"]
-    assert month_counter(stack, "committed_usd") == 0
+    # The agent may have called tools before it failed: 12 basic calls at $0.005 per thousand
+    # stay held until the hold expires. Nothing else is held.
+    assert reservation_states(stack) == ["held"]
+    assert month_counter(stack, "committed_usd") == Decimal("0.00006")
+    assert month_counter(stack, "reserved_usd") == 0
 
 
 def test_tenant_without_hard_cap_reserves_nothing(stack: LedgerStack) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -126,6 +127,12 @@ class WorstCase:
     def output_tokens(self) -> int:
         return self.max_model_calls * self.max_output_tokens
 
+    def costliest_tools(self, tier: TierConfig) -> list[Tool]:
+        """Return the tools of the most expensive allowed calls that one request can make."""
+        # A web search call also runs one query, so it costs the most of the tier's tools.
+        costliest = Tool.WEB_SEARCH if Tool.WEB_SEARCH in tier.tools else Tool.DOCUMENT_SEARCH
+        return [costliest] * self.max_tool_calls
+
     def cost(self, prompt: str, catalog: PriceCatalog, tier: TierConfig, when: datetime) -> Decimal:
         """Return the worst-case USD cost of `prompt` on `tier` at the prices at `when`.
 
@@ -137,24 +144,29 @@ class WorstCase:
             Decimal(self.input_tokens(prompt)) * prices.input
             + Decimal(self.output_tokens()) * prices.output
         ) / MILLION
-        try:
-            per_call = catalog.gateway_price(when).usd_per_thousand_invocations
-            cost += Decimal(self.max_tool_calls) * per_call / THOUSAND
-        except UnpricedError:
-            pass
-        if Tool.WEB_SEARCH in tier.tools:
-            # Every tool call may be a web search, which runs one query.
-            try:
-                per_query = catalog.web_search_price(when).usd_per_thousand_queries
-                cost += Decimal(self.max_tool_calls) * per_query / THOUSAND
-            except UnpricedError:
-                pass
+        cost += tool_calls_cost(catalog, self.costliest_tools(tier), when)
         try:
             per_event = catalog.memory_price(when).usd_per_thousand_events
             cost += Decimal(self.max_memory_events) * per_event / THOUSAND
         except UnpricedError:
             pass
         return cost
+
+
+def tool_calls_cost(catalog: PriceCatalog, tools: Iterable[Tool], when: datetime) -> Decimal:
+    """Return the USD cost of allowed Gateway calls of `tools` at the prices at `when`.
+
+    Each call costs one Gateway invocation, and a web search also one query. A price that the
+    catalog lacks adds 0, as the rating records such an event unpriced at 0.
+    """
+    cost = Decimal(0)
+    for tool in tools:
+        with suppress(UnpricedError):
+            cost += catalog.gateway_price(when).usd_per_thousand_invocations / THOUSAND
+        if tool is Tool.WEB_SEARCH:
+            with suppress(UnpricedError):
+                cost += catalog.web_search_price(when).usd_per_thousand_queries / THOUSAND
+    return cost
 
 
 def month_key(tenant_id: str, month: str) -> dict[str, Any]:
@@ -260,23 +272,25 @@ class BudgetGuard:
         reservation: Reservation,
         held_usd: dict[str, Decimal],
         now: datetime | None = None,
+        unmatched_usd: Decimal = Decimal(0),
     ) -> bool:
         """Replace an open reservation by a hold of the actual cost of the request's events.
 
         `held_usd` maps the event id of each priced event that the request will publish to
         its amount; publish them only after this returns. The ledger removes each event's
-        amount from the hold when it records the event. Returns False when the reservation
-        was no longer open (settled already, or expired).
+        amount from the hold when it records the event. `unmatched_usd` is cost whose events
+        the ledger cannot match to this hold: the request's Gateway tool calls, whose events
+        carry the interceptor's request ids. It stays in the hold until the hold expires
+        (HOLD_TIMEOUT), so it counts twice once those events are recorded, which admits less,
+        never more. Returns False when the reservation was no longer open (settled already,
+        or expired).
         """
-        # NOTE: Gateway tool calls are not held. Their events carry the Gateway's request id,
-        # so the ledger cannot match them to this hold. A tool call recorded after this settle
-        # is in no total for that time: at most 12 calls, of $0.007005 each for web search.
         now = now or datetime.now(UTC)
         amounts = {event_id: amount for event_id, amount in held_usd.items() if amount > 0}
-        total = sum(amounts.values(), Decimal(0))
+        total = sum(amounts.values(), Decimal(0)) + unmatched_usd
         values: dict[str, Any] = {
             ":open": {"S": "open"},
-            ":state": {"S": "held" if amounts else "settled"},
+            ":state": {"S": "held" if total > 0 else "settled"},
             ":held": _number(total),
             ":at": {"S": now.isoformat()},
         }

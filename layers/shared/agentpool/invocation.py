@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from agentpool.budget import (
     Reservation,
     WorstCase,
     held_amounts,
+    tool_calls_cost,
 )
 from agentpool.errors import (
     AgentpoolError,
@@ -47,7 +49,7 @@ from agentpool.pricing.rating import rate_event
 from agentpool.publisher import MeteringPublisher, PublishError
 from agentpool.registry import Tenant, TenantRegistry
 from agentpool.sessions import Session, SessionStore
-from agentpool.tiers import TIERS, TierConfig
+from agentpool.tiers import TIERS, TierConfig, Tool
 from agentpool.tvm import TenantScope, TokenVendingMachine
 
 logger = logging.getLogger(__name__)
@@ -279,17 +281,26 @@ class InvocationService:
         return BudgetGuard(self._dynamodb_client, self._totals_table)
 
     def _settle_budget(
-        self, open_reservation: OpenReservation, events: list[MeteringEvent]
+        self,
+        open_reservation: OpenReservation,
+        events: list[MeteringEvent],
+        tool_calls: Sequence[Tool] = (),
     ) -> None:
         """Replace the reservation by a hold of the actual cost of `events`, before they are
         published, so the ledger always finds the hold it removes them from.
+
+        `tool_calls` are the tools of the agent's allowed Gateway calls. Their events come
+        from the Gateway's interceptor, so their cost is held until the hold expires.
         """
         reservation = open_reservation.reservation
         open_reservation.settled = True
         catalog = self._catalog or default_catalog()
         held_usd = held_amounts(rate_event(event, catalog) for event in events)
+        tools_usd = tool_calls_cost(catalog, tool_calls, datetime.now(UTC))
         try:
-            self._budget_guard(reservation.tenant_id).settle(reservation, held_usd)
+            self._budget_guard(reservation.tenant_id).settle(
+                reservation, held_usd, unmatched_usd=tools_usd
+            )
         except ClientError as error:
             # The reservation stays open and blocks its worst case until it expires
             # (budget.RESERVATION_TIMEOUT), so it is logged with the ids to look it up.
@@ -403,7 +414,12 @@ class InvocationService:
                 )
             )
         if reservation is not None:
-            self._settle_budget(reservation, events)
+            if response is None:
+                # The agent's tool calls are unknown, so each may have been the costliest.
+                tools = self._worst_case.costliest_tools(TIERS[scope.tier])
+            else:
+                tools = [call.tool for call in response.tool_calls if call.decision == "allowed"]
+            self._settle_budget(reservation, events, tools)
         try:
             self._publisher.publish(events)
         except PublishError as error:
