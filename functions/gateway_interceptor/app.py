@@ -7,8 +7,10 @@ AgentCore Gateway calls this function before each request reaches a tool target.
 2. sets the call's `tier` argument to the tenant's tier in the tenant registry, replacing what
    the caller sent (agentpool.tool_policy), so an upgrade, a downgrade or a suspension applies
    to the next call;
-3. evaluates agentpool's Cedar tool policy on that call, and checks the arguments against the
-   tool's input model, so a call that the tool would reject is denied here and costs nothing;
+3. evaluates agentpool's Cedar tool policy on that call, checks the arguments against the
+   tool's input model, and applies the tenant's tool call limits (agentpool.admission
+   `tool_limits`). A call that the tool would reject, or one over the limits, is denied here
+   and costs nothing;
 4. publishes one Tool Invoked event for the decision, allowed or denied;
 5. returns the call with the registry's tier when allowed, or a policy denial as the Gateway's
    response.
@@ -35,11 +37,13 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentpool.admission import TOOL_KEY_PREFIX, AdmissionControl, tool_limits
 from agentpool.events import ToolInvoked
 from agentpool.identity import TENANT_CLAIM
 from agentpool.observability import function_logger
 from agentpool.publisher import MeteringPublisher, PublishError
 from agentpool.registry import TenantRegistry
+from agentpool.tiers import TIERS
 from agentpool.tokens import CognitoJwtVerifier, TokenError
 from agentpool.tool_metering import tool_event
 from agentpool.tool_policy import ToolPolicy, denial_text, with_registry_tier
@@ -60,6 +64,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True)
 
     tenants_table: str
+    limits_table: str
     event_bus_name: str
     token_issuer: str
     token_jwks_url: str
@@ -67,7 +72,9 @@ class Settings(BaseSettings):
 
 
 settings = Settings()
-registry = TenantRegistry(boto3.resource("dynamodb").Table(settings.tenants_table))
+dynamodb = boto3.resource("dynamodb")
+registry = TenantRegistry(dynamodb.Table(settings.tenants_table))
+tool_admission = AdmissionControl(dynamodb.Table(settings.limits_table), key_prefix=TOOL_KEY_PREFIX)
 publisher = MeteringPublisher(settings.event_bus_name)
 verifier = CognitoJwtVerifier(
     settings.token_issuer, settings.token_jwks_url, settings.token_audience
@@ -133,6 +140,13 @@ def _decide_call(
     problem = (
         input_error(gateway_tool.tool, arguments) if decision.allowed and gateway_tool else None
     )
+    if decision.allowed and problem is None and tier is not None:
+        admission = tool_admission.admit(str(claims[TENANT_CLAIM]), tool_limits(TIERS[tier]))
+        if not admission.admitted:
+            problem = (
+                f"The tenant's tool call {admission.limit} limit is reached; retry in "
+                f"{admission.retry_after_seconds} s."
+            )
     allowed = decision.allowed and problem is None
     outcome: Literal["allowed", "denied"] = "allowed" if allowed else "denied"
     tenant_id = claims.get(TENANT_CLAIM)

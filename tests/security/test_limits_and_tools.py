@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agentpool.admission import MILLI, RATE_KEY, AdmissionControl, quota_key
+from agentpool.admission import MILLI, RATE_KEY, TOOL_KEY_PREFIX, AdmissionControl, quota_key
 from agentpool.memory import ConversationMemory, actor_id
 from agentpool.registry import TenantRegistry
 from agentpool.tiers import TIERS, Tool
@@ -165,6 +165,35 @@ def test_upgraded_tenant_gets_web_search_at_once(
     assert len(stack.agentcore.web_search_queries) == searches_before + 1
     assert tool_decisions(stack, user.tenant_id) == [(WEB_SEARCH, "allowed")]
     assert totals_item(target, user.tenant_id).get("tool_calls") == Decimal(1)
+
+
+def test_direct_calls_over_tool_limit_denied(
+    onboard: Onboarding, target: operations.Target, stack: LocalStack
+) -> None:
+    user = onboard.user(onboard.tenant("premium"))
+    # One tool token left, stamped ahead so that none refills while the test runs.
+    ahead_ms = int((datetime.now(UTC) + timedelta(minutes=10)).timestamp() * MILLI)
+    limits_table(stack).put_item(
+        Item={
+            "tenant_id": user.tenant_id,
+            "limit_key": f"{TOOL_KEY_PREFIX}{RATE_KEY}",
+            "tokens": MILLI,
+            "updated_ms": ahead_ms,
+            "version": 1,
+        }
+    )
+    arguments = {"query": "flu", "tenant_id": user.tenant_id, "user_id": user.user_id}
+    searches_before = len(stack.agentcore.web_search_queries)
+
+    first = mcp_call(stack, user.token, WEB_SEARCH, arguments)
+    second = mcp_call(stack, user.token, WEB_SEARCH, arguments)
+    stack.wait_for_metering()
+
+    assert first[1]["result"]["isError"] is False
+    assert second[1]["error"]["message"].startswith("The tenant's tool call rate limit is reached")
+    assert len(stack.agentcore.web_search_queries) == searches_before + 1
+    totals = totals_item(target, user.tenant_id)
+    assert (totals.get("tool_calls"), totals.get("tool_denials")) == (Decimal(1), Decimal(1))
 
 
 def test_direct_allowed_call_is_metered(

@@ -17,10 +17,12 @@ from moto import mock_aws
 
 from agentpool.admission import (
     MAX_BUCKET_ATTEMPTS,
+    TOOL_KEY_PREFIX,
     Admission,
     AdmissionControl,
     quota_key,
     seconds_until_next_utc_day,
+    tool_limits,
 )
 from agentpool.tiers import TIERS, TierConfig
 from agentpool_dev.moto_atomic import serialize_dynamodb_writes
@@ -265,3 +267,22 @@ def test_contended_bucket_rejects_after_max_attempts(table: Any) -> None:
 
     assert MAX_BUCKET_ATTEMPTS > 1
     assert decision == Admission(admitted=False, limit="rate", retry_after_seconds=1)
+
+
+def test_tool_limits_kept_apart_from_request_limits(table: Any) -> None:
+    clock = Clock()
+    requests = control(clock)
+    tools = AdmissionControl(
+        boto3.resource("dynamodb").Table(TABLE), clock, no_sleep, key_prefix=TOOL_KEY_PREFIX
+    )
+    tool_tier = tool_limits(BASIC)
+
+    admit_many(requests, "clinic-a", BASIC, BASIC.burst)
+    tool_calls = admit_many(tools, "clinic-a", tool_tier, tool_tier.burst + 1)
+
+    assert tool_calls == BASIC.burst * 12
+    assert requests.admit("clinic-a", BASIC).limit == "rate"
+    item = table.get_item(Key={"tenant_id": "clinic-a", "limit_key": "tool-rate"})["Item"]
+    assert item["tokens"] == 0
+    counted = table.get_item(Key={"tenant_id": "clinic-a", "limit_key": "tool-day#2026-03-14"})
+    assert counted["Item"]["request_count"] == tool_tier.burst

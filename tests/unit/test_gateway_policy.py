@@ -17,10 +17,11 @@ from typing import Any
 import cedarpy
 import pytest
 
+from agentpool.admission import Admission, LimitName
 from agentpool.events import MeteringEvent, ToolInvoked
 from agentpool.publisher import PublishError
 from agentpool.registry import Tenant
-from agentpool.tiers import TIERS, Tool
+from agentpool.tiers import TIERS, TierConfig, Tool
 from agentpool.tokens import TokenError
 from agentpool.tool_metering import UNKNOWN_TOOL, tool_event_id
 from agentpool.tool_policy import POLICY_PATH, ToolPolicy, with_registry_tier
@@ -215,6 +216,20 @@ class FakeRegistry:
         return REGISTRY.get(tenant_id)
 
 
+class FakeAdmission:
+    """Admits every call until `limit` is set, and records the limits it was asked for."""
+
+    def __init__(self) -> None:
+        self.limit: LimitName | None = None
+        self.asked: list[tuple[str, int, int, int]] = []
+
+    def admit(self, tenant_id: str, tier: TierConfig) -> Admission:
+        self.asked.append((tenant_id, tier.requests_per_second, tier.burst, tier.requests_per_day))
+        if self.limit is None:
+            return Admission(admitted=True)
+        return Admission(False, self.limit, 3)
+
+
 class RecordingPublisher:
     def __init__(self) -> None:
         self.events: list[MeteringEvent] = []
@@ -233,6 +248,7 @@ def interceptor(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "TENANTS_TABLE": "tenants",
+        "LIMITS_TABLE": "limits",
         "EVENT_BUS_NAME": "metering",
         "TOKEN_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
         "TOKEN_JWKS_URL": "http://127.0.0.1:9/jwks.json",
@@ -249,6 +265,7 @@ def interceptor(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setattr(module, "verifier", FakeVerifier())
     monkeypatch.setattr(module, "registry", FakeRegistry())
     monkeypatch.setattr(module, "publisher", RecordingPublisher())
+    monkeypatch.setattr(module, "tool_admission", FakeAdmission())
     return module
 
 
@@ -406,6 +423,31 @@ def test_missing_query_denied_unbilled(interceptor: ModuleType) -> None:
     error = output["mcp"]["transformedGatewayResponse"]["body"]["error"]
     assert error["message"] == "Invalid query: Field required."
     assert events(interceptor) == [("hospital-b", "premium", "web_search", "denied")]
+
+
+def test_tool_calls_use_tool_limits(interceptor: ModuleType) -> None:
+    interceptor.lambda_handler(tool_call(DOCUMENT_SEARCH, "token-basic"), FakeContext())
+
+    # Basic allows 2 requests a second, burst 5 and 50 a day; one request may make 12 calls.
+    assert interceptor.tool_admission.asked == [("clinic-a", 24, 60, 600)]
+
+
+@pytest.mark.parametrize("limit", ["rate", "daily_quota"])
+def test_call_over_tool_limit_denied_unbilled(interceptor: ModuleType, limit: LimitName) -> None:
+    interceptor.tool_admission.limit = limit
+
+    output = interceptor.lambda_handler(tool_call(WEB_SEARCH, "token-premium"), FakeContext())
+
+    error = output["mcp"]["transformedGatewayResponse"]["body"]["error"]
+    assert error["code"] == -32602
+    assert error["message"] == f"The tenant's tool call {limit} limit is reached; retry in 3 s."
+    assert events(interceptor) == [("hospital-b", "premium", "web_search", "denied")]
+
+
+def test_denied_call_takes_no_tool_token(interceptor: ModuleType) -> None:
+    interceptor.lambda_handler(tool_call(WEB_SEARCH, "token-basic"), FakeContext())
+
+    assert interceptor.tool_admission.asked == []
 
 
 def test_basic_tenant_denied_web_search(interceptor: ModuleType) -> None:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from agentpool.agent_contract import max_tool_calls
 from agentpool.tiers import TierConfig
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ BUCKET_TTL = timedelta(days=1)
 QUOTA_TTL = timedelta(days=2)
 
 LimitName = Literal["rate", "daily_quota"]
+# Gateway tool calls have limits of their own (`tool_limits`), in items with this prefix.
+TOOL_KEY_PREFIX = "tool-"
 Clock = Callable[[], datetime]
 
 
@@ -100,10 +103,13 @@ class AdmissionControl:
         table: Any,
         clock: Clock = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
+        key_prefix: str = "",
     ) -> None:
+        """`key_prefix` keeps the items of another kind of limit apart, such as TOOL_KEY_PREFIX."""
         self._table = table
         self._clock = clock
         self._sleep = sleep
+        self._prefix = key_prefix
 
     def admit(self, tenant_id: str, tier: TierConfig) -> Admission:
         """Take one token from the tenant's bucket, then count the request in today's quota."""
@@ -118,7 +124,8 @@ class AdmissionControl:
         now_ms = _epoch_ms(now)
         for attempt in range(1, MAX_BUCKET_ATTEMPTS + 1):
             item = self._table.get_item(
-                Key={"tenant_id": tenant_id, "limit_key": RATE_KEY}, ConsistentRead=True
+                Key={"tenant_id": tenant_id, "limit_key": self._prefix + RATE_KEY},
+                ConsistentRead=True,
             ).get("Item")
             if item is None:
                 tokens, version, updated_ms = capacity, 0, now_ms
@@ -146,7 +153,7 @@ class AdmissionControl:
         expires_at = updated_ms // MILLI + int(BUCKET_TTL.total_seconds())
         try:
             self._table.update_item(
-                Key={"tenant_id": tenant_id, "limit_key": RATE_KEY},
+                Key={"tenant_id": tenant_id, "limit_key": self._prefix + RATE_KEY},
                 UpdateExpression=(
                     "SET tokens = :tokens, updated_ms = :updated, version = :next, "
                     "expires_at = :expires"
@@ -169,6 +176,7 @@ class AdmissionControl:
     def _count_request(self, tenant_id: str, tier: TierConfig, now: datetime) -> Admission:
         key = quota_key(now)
         day_start = datetime.strptime(key.removeprefix("day#"), "%Y-%m-%d").replace(tzinfo=UTC)
+        key = self._prefix + key
         expires_at = int((day_start + timedelta(days=1) + QUOTA_TTL).timestamp())
         try:
             self._table.update_item(
@@ -186,3 +194,20 @@ class AdmissionControl:
                 return Admission(False, "daily_quota", seconds_until_next_utc_day(now))
             raise
         return ADMITTED
+
+
+def tool_limits(tier: TierConfig) -> TierConfig:
+    """Return the limits of a tenant's Gateway tool calls on `tier`.
+
+    They are the tier's request limits times the tool calls that one request may make, so the
+    agent never reaches them, while a caller that calls the Gateway directly with a user's
+    token is bounded as the agent would be.
+    """
+    calls = max_tool_calls()
+    return tier.model_copy(
+        update={
+            "requests_per_second": tier.requests_per_second * calls,
+            "burst": tier.burst * calls,
+            "requests_per_day": tier.requests_per_day * calls,
+        }
+    )
