@@ -19,7 +19,6 @@ either path.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
@@ -32,9 +31,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from agentpool import usage as usage_shapes
 from agentpool.events import (
-    EVENT_SOURCE,
     InvocationCompleted,
-    MeteringEvent,
     ModelUsage,
     ToolInvoked,
     parse_envelope,
@@ -43,6 +40,7 @@ from agentpool.ledger import Ledger
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import rate_event
 from agentpool.tiers import TIERS
+from agentpool_dev.eventbridge import rule_message
 from agentpool_dev.template import Template
 from benchmarks.common import FAKE_CREDENTIALS, median
 
@@ -91,23 +89,6 @@ class RequestCounter:
         return sum(count for name, count in self.calls.items() if name not in WRITE_OPERATIONS)
 
 
-def envelope(event: MeteringEvent) -> str:
-    detail = event.model_dump(mode="json")
-    return json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": detail["detail_type"],
-            "source": EVENT_SOURCE,
-            "account": "123456789012",
-            "time": detail["event_time"],
-            "region": "us-east-1",
-            "resources": [],
-            "detail": detail,
-        }
-    )
-
-
 def message_bodies(count: int, rng: random.Random) -> list[str]:
     """SQS bodies of `count` events: per invocation a completion, model usage, maybe a tool."""
     tenant_weights = [1 / rank for rank in range(1, TENANTS + 1)]
@@ -125,7 +106,7 @@ def message_bodies(count: int, rng: random.Random) -> list[str]:
             "request_id": request_id,
         }
         bodies.append(
-            envelope(
+            rule_message(
                 InvocationCompleted(
                     event_id=str(uuid.uuid4()),
                     status="succeeded",
@@ -138,7 +119,7 @@ def message_bodies(count: int, rng: random.Random) -> list[str]:
         )
         usage = {"inputTokens": rng.randrange(100, 2000), "outputTokens": rng.randrange(50, 800)}
         bodies.append(
-            envelope(
+            rule_message(
                 ModelUsage(
                     event_id=str(uuid.uuid4()),
                     model_id=TIERS[tier].model_id,
@@ -151,7 +132,7 @@ def message_bodies(count: int, rng: random.Random) -> list[str]:
         if rng.random() < TOOL_SHARE:
             tool = TIERS[tier].tools[0].value
             bodies.append(
-                envelope(
+                rule_message(
                     ToolInvoked(event_id=str(uuid.uuid4()), tool=tool, decision="allowed", **common)
                 )
             )

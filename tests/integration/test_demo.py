@@ -26,7 +26,9 @@ from boto3.dynamodb.conditions import Key
 
 from agentpool_dev.demo import DemoResult, local_target, run_demo
 from agentpool_dev.demo_data import TENANTS
-from agentpool_dev.local_stack import LocalStack, Ports
+from agentpool_dev.local_stack import LocalStack
+
+from .conftest import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -59,15 +61,9 @@ USD_PER_GB_HOUR = Decimal("0.00945")
 
 @pytest.fixture(scope="module")
 def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # Its own stack, so that tier totals hold the demo's tenants only.
-    stack = LocalStack(
-        ports=Ports.free(), log_dir=tmp_path_factory.mktemp("demo-logs"), state_file=None
-    )
-    stack.start()
-    try:
+    # Its own stack, so that tier totals contain the demo's tenants only.
+    with running_stack(tmp_path_factory.mktemp("demo-logs")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,21 @@ def totals_item(target: operations.Target, tenant_id: str) -> dict[str, Any]:
     return item.get("Item") or {}
 
 
+def pin_bucket(stack: LocalStack, tenant_id: str, tokens: int, key: str = RATE_KEY) -> None:
+    """Set the tenant's bucket to `tokens` and stamp it ten minutes ahead, so that no token
+    refills while the test runs: admission refills nothing for a stored time ahead of its clock."""
+    ahead_ms = int((datetime.now(UTC) + timedelta(minutes=10)).timestamp() * MILLI)
+    limits_table(stack).put_item(
+        Item={
+            "tenant_id": tenant_id,
+            "limit_key": key,
+            "tokens": tokens * MILLI,
+            "updated_ms": ahead_ms,
+            "version": 1,
+        }
+    )
+
+
 def limits_table(stack: LocalStack) -> Any:
     dynamodb = stack.aws_session().resource("dynamodb", endpoint_url=stack.moto_url)
     return dynamodb.Table(stack.name("LimitsTable"))
@@ -152,7 +167,7 @@ def test_upgraded_tenant_gets_web_search_at_once(
     onboard: Onboarding, target: operations.Target, stack: LocalStack
 ) -> None:
     user = onboard.user(onboard.tenant("basic"))
-    # The user's token keeps `custom:tier` basic; the registry now says premium.
+    # The user's token keeps `custom:tier` basic; the registry now records premium.
     TenantRegistry(target.table("TenantsTableName")).set_tier(user.tenant_id, "premium")
     arguments = {"query": "flu", "tenant_id": user.tenant_id, "user_id": user.user_id}
     searches_before = len(stack.agentcore.web_search_queries)
@@ -171,17 +186,7 @@ def test_direct_calls_over_tool_limit_denied(
     onboard: Onboarding, target: operations.Target, stack: LocalStack
 ) -> None:
     user = onboard.user(onboard.tenant("premium"))
-    # One tool token left, stamped ahead so that none refills while the test runs.
-    ahead_ms = int((datetime.now(UTC) + timedelta(minutes=10)).timestamp() * MILLI)
-    limits_table(stack).put_item(
-        Item={
-            "tenant_id": user.tenant_id,
-            "limit_key": f"{TOOL_KEY_PREFIX}{RATE_KEY}",
-            "tokens": MILLI,
-            "updated_ms": ahead_ms,
-            "version": 1,
-        }
-    )
+    pin_bucket(stack, user.tenant_id, 1, key=f"{TOOL_KEY_PREFIX}{RATE_KEY}")
     arguments = {"query": "flu", "tenant_id": user.tenant_id, "user_id": user.user_id}
     searches_before = len(stack.agentcore.web_search_queries)
 
@@ -429,26 +434,11 @@ def burst_of_requests(target: operations.Target, token: str, threads: int) -> li
     return statuses
 
 
-def pin_full_bucket(stack: LocalStack, tenant_id: str) -> None:
-    """Fill the tenant's bucket and stamp it ten minutes ahead, so that no token refills while
-    the test runs: admission refills nothing for a stored time ahead of its clock."""
-    ahead_ms = int((datetime.now(UTC) + timedelta(minutes=10)).timestamp() * MILLI)
-    limits_table(stack).put_item(
-        Item={
-            "tenant_id": tenant_id,
-            "limit_key": RATE_KEY,
-            "tokens": BASIC.burst * MILLI,
-            "updated_ms": ahead_ms,
-            "version": 1,
-        }
-    )
-
-
 def test_parallel_callers_admitted_exactly_burst(
     onboard: Onboarding, target: operations.Target, stack: LocalStack
 ) -> None:
     user = onboard.user(onboard.tenant("basic"))
-    pin_full_bucket(stack, user.tenant_id)
+    pin_bucket(stack, user.tenant_id, BASIC.burst)
 
     statuses = burst_of_requests(target, user.token, threads=10)
 
@@ -470,7 +460,7 @@ def test_parallel_callers_admitted_exactly_daily_quota(
 
     statuses = burst_of_requests(target, user.token, threads=8)
 
-    # The bucket holds the burst (5), so at least 3 callers reach the quota and exactly the
+    # The bucket contains the burst (5), so at least 3 callers reach the quota and exactly the
     # 3 requests left of the day are admitted, however many tokens refill meanwhile.
     assert sorted(statuses) == [403] * 3 + [429] * 5
 

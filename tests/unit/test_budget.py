@@ -209,14 +209,18 @@ def test_worst_case_above_budget_rejected(stack: LedgerStack) -> None:
     assert stack.totals(TENANT, f"month#{current_month()}") == {}
 
 
+# A bound small enough to work out by hand.
+SMALL_BOUND = WorstCase(
+    max_model_calls=2,
+    context_bytes=1000,
+    max_output_tokens=500,
+    max_tool_calls=3,
+    max_memory_events=1,
+)
+
+
 def test_worst_case_cost_bound() -> None:
-    bound = WorstCase(
-        max_model_calls=2,
-        context_bytes=1000,
-        max_output_tokens=500,
-        max_tool_calls=3,
-        max_memory_events=1,
-    )
+    bound = SMALL_BOUND
     prompt = "héllo"  # 6 UTF-8 bytes
     assert bound.input_tokens(prompt) == 2 * (6 + 1000)
     assert bound.output_tokens() == 1000
@@ -227,13 +231,7 @@ def test_worst_case_cost_bound() -> None:
 
 
 def test_worst_case_premium_includes_web_search() -> None:
-    bound = WorstCase(
-        max_model_calls=2,
-        context_bytes=1000,
-        max_output_tokens=500,
-        max_tool_calls=3,
-        max_memory_events=1,
-    )
+    bound = SMALL_BOUND
     # 2,012 input tokens at $0.15 and 1,000 output tokens at $0.60 per million: 0.0009018.
     # 3 tool calls at $0.005 per thousand, and as many web search queries at $7.00 per
     # thousand: 0.000015 + 0.021. 1 Memory event at $0.25 per thousand: 0.00025.

@@ -29,7 +29,6 @@ from moto import mock_aws
 from agentpool import ledger as ledger_module
 from agentpool.billing_periods import BillingPeriods
 from agentpool.events import (
-    EVENT_SOURCE,
     InvocationCompleted,
     MeteringEvent,
     ModelUsage,
@@ -40,6 +39,7 @@ from agentpool.events import (
 from agentpool.pricing.catalog import default_catalog
 from agentpool.pricing.rating import RatedEvent, rate_event
 from agentpool.usage import TokenUsage
+from agentpool_dev.eventbridge import rule_message
 from tests.unit.fast_moto import fast_transactions_fixture  # noqa: F401 - a fixture
 from tests.unit.pricing_support import LedgerStack
 from tests.unit.test_aggregator import FakeContext, load_app
@@ -223,23 +223,6 @@ class QueueDriver:
         raise AssertionError(f"queue not drained within {max_batches} batches")
 
 
-def envelope(event: MeteringEvent) -> str:
-    detail = event.model_dump(mode="json")
-    return json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": detail["detail_type"],
-            "source": EVENT_SOURCE,
-            "account": "123456789012",
-            "time": detail["event_time"],
-            "region": "us-east-1",
-            "resources": [],
-            "detail": detail,
-        }
-    )
-
-
 def make_events(count: int, rng: random.Random) -> list[MeteringEvent]:
     """Build `count` distinct events over four tenants, every event type and three months."""
     start = datetime(2026, 2, 1, tzinfo=UTC)
@@ -372,8 +355,10 @@ def test_ledger_exact_under_faults(world: dict[str, Any]) -> None:
     march = [e for e in events if e.event_time.strftime("%Y-%m") == "2026-03"]
     late = {e.event_id for e in rng.sample(march, len(march) // 6)}
     on_time = [e for e in events if e.event_id not in late]
-    bodies = [envelope(e) for e in on_time]
-    bodies += [envelope(e) for e in rng.sample(on_time, len(on_time) // 5)]  # duplicate publishes
+    bodies = [rule_message(e) for e in on_time]
+    bodies += [
+        rule_message(e) for e in rng.sample(on_time, len(on_time) // 5)
+    ]  # duplicate publishes
     malformed = ["not json", json.dumps({"source": "agentpool", "detail": {}}), "{}"]
     bodies += malformed
     rng.shuffle(bodies)
@@ -395,8 +380,8 @@ def test_ledger_exact_under_faults(world: dict[str, Any]) -> None:
     # another round of duplicates of events that were already recorded.
     assert BillingPeriods(stack.client, "totals").mark_issued("2026-03")
     march_before = stack.totals("acme", "month#2026-03")
-    late_bodies = [envelope(e) for e in events if e.event_id in late] * 2
-    late_bodies += [envelope(e) for e in rng.sample(on_time, len(on_time) // 10)]
+    late_bodies = [rule_message(e) for e in events if e.event_id in late] * 2
+    late_bodies += [rule_message(e) for e in rng.sample(on_time, len(on_time) // 10)]
     rng.shuffle(late_bodies)
     queue.send(late_bodies)
     driver.drop_deletes_after = {driver.batches + 2}

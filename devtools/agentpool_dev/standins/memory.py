@@ -83,6 +83,18 @@ def _check(pattern: re.Pattern[str], value: Any, name: str, max_length: int) -> 
     return None
 
 
+def _check_actor_and_session(actor: Any, session: Any) -> HttpResponse | None:
+    """Return the ValidationException of an invalid actor or session id, else None."""
+    for pattern, value, name, length in (
+        (ACTOR_ID_PATTERN, actor, "actorId", 255),
+        (SESSION_ID_PATTERN, session, "sessionId", 100),
+    ):
+        error = _check(pattern, value, name, length)
+        if error:
+            return _invalid(error, name)
+    return None
+
+
 def _timestamp(value: datetime) -> float:
     # botocore's rest-json protocol sends and reads timestamps as epoch seconds.
     return value.timestamp()
@@ -122,13 +134,9 @@ class MemoryStandIn:
 
     def _create_event(self, memory_id: str, body: dict[str, Any]) -> HttpResponse:
         actor, session = body.get("actorId"), body.get("sessionId")
-        for pattern, value, name, length in (
-            (ACTOR_ID_PATTERN, actor, "actorId", 255),
-            (SESSION_ID_PATTERN, session, "sessionId", 100),
-        ):
-            error = _check(pattern, value, name, length)
-            if error:
-                return _invalid(error, name)
+        invalid = _check_actor_and_session(actor, session)
+        if invalid is not None:
+            return invalid
         payload = body.get("payload")
         if not isinstance(payload, list) or len(payload) > MAX_PAYLOAD_ITEMS:
             return _invalid(f"payload must be a list of at most {MAX_PAYLOAD_ITEMS}", "payload")
@@ -171,13 +179,9 @@ class MemoryStandIn:
     def _list_events(
         self, memory_id: str, actor: str, session: str, body: dict[str, Any]
     ) -> HttpResponse:
-        for pattern, value, name, length in (
-            (ACTOR_ID_PATTERN, actor, "actorId", 255),
-            (SESSION_ID_PATTERN, session, "sessionId", 100),
-        ):
-            error = _check(pattern, value, name, length)
-            if error:
-                return _invalid(error, name)
+        invalid = _check_actor_and_session(actor, session)
+        if invalid is not None:
+            return invalid
         max_results = body.get("maxResults", DEFAULT_MAX_RESULTS)
         if not isinstance(max_results, int) or not 1 <= max_results <= MAX_RESULTS:
             return _invalid(f"maxResults must be 1 to {MAX_RESULTS}", "maxResults")
