@@ -185,7 +185,7 @@ def test_bad_body_is_rejected_with_400(
 
 def test_form_body_is_rejected_with_415(onboard: Onboarding, target: operations.Target) -> None:
     user = onboard.user(onboard.tenant("basic"))
-    # urllib, like curl -d, sends a body as a form unless told otherwise.
+    # urllib, like curl -d, sends a body as a form unless a Content-Type is set.
     request = urllib.request.Request(  # noqa: S310 - local stack URL
         f"{target.api_url}/invocations", data=b'{"prompt": "hi"}', method="POST"
     )

@@ -37,7 +37,7 @@ def long_text(words: int, seed: int) -> str:
 
 
 class LargeResultGateway:
-    """Answers every tool call with a result far above the input bound."""
+    """Returns, for every tool call, a result far above the input bound."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -146,7 +146,7 @@ def test_long_session_costs_at_most_reserved(bedrock: Any) -> None:
 
 
 class ToolUseBedrock:
-    """Answers the first call with `tool_uses` tool uses whose input has `input_words` words."""
+    """Returns, for the first call, `tool_uses` tool uses whose input has `input_words` words."""
 
     def __init__(self, tool_uses: int, input_words: int = 1) -> None:
         self.tool_uses = tool_uses

@@ -21,10 +21,10 @@ from agentpool.tiers import Tool
 MAX_OUTPUT_TOKENS = 4_096
 # Model calls in one invocation. The agent's AGENT_MAX_MODEL_CALLS may set fewer, never more.
 MAX_MODEL_CALLS = 4
-# Tool calls that the agent runs after one model call. It answers further tool uses of the
-# same call with an error result instead of calling the Gateway.
+# Tool calls that the agent runs after one model call. For further tool uses of the same call
+# it returns an error result instead of calling the Gateway.
 MAX_TOOL_CALLS_PER_MODEL_CALL = 4
-# AgentCore Memory events that one invocation creates: one per answered turn.
+# AgentCore Memory events that one invocation creates: one per completed turn.
 MAX_MEMORY_EVENTS = 1
 # UTF-8 bytes, beyond the prompt's own bytes, of one Converse request (system prompt, tool
 # specifications, history, tool uses and tool results, as JSON). The agent drops the oldest

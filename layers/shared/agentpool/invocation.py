@@ -372,8 +372,8 @@ class InvocationService:
         """Publish the invocation, model usage and memory usage events, even when the agent failed.
 
         A hard-capped request settles its reservation first. Tool calls are metered by the
-        Gateway, which sees every call, including calls made without the agent, so they are
-        not published here.
+        Gateway's interceptor, which decides every call, including calls made without the
+        agent, so they are not published here.
         """
         now = datetime.now(UTC)
         common: dict[str, Any] = {
